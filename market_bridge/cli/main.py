@@ -1,0 +1,109 @@
+"""`market-bridge`: one entry point, one subcommand per job."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from market_bridge.cli.db import db_app, start_database
+from market_bridge.settings import SettingsError, load_settings
+
+app = typer.Typer(
+    name="market-bridge",
+    help="Real-time market data for Indian markets on Zerodha Kite Connect.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db_app, name="db")
+config_app = typer.Typer(help="Validate configuration files.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+console = Console()
+err = Console(stderr=True)
+
+INSTALL_SCRIPT = Path(__file__).resolve().parents[1] / "setup" / "install_system.sh"
+
+
+@app.command()
+def setup(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only what changes."),
+    browser: bool = typer.Option(True, help="Also install Chromium for browser tests."),
+) -> None:
+    """Install what the system needs: Debian packages, TimescaleDB, the DB's OS user."""
+    env = dict(os.environ, MB_QUIET="1" if quiet else "0", MB_WITH_BROWSER="1" if browser else "0")
+    proc = subprocess.run(["bash", str(INSTALL_SCRIPT)], env=env, check=False)
+    if proc.returncode != 0:
+        err.print("[red]setup failed[/red]: see the messages above")
+        raise typer.Exit(proc.returncode)
+    if not quiet:
+        console.print("setup: everything is installed")
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending schema migrations (same as `db migrate`)."""
+    from market_bridge.cli.db import migrate_cmd
+
+    migrate_cmd()
+
+
+@config_app.command("check")
+def config_check(
+    path: Path | None = typer.Argument(None, help="collectors.yaml to check "
+                                       "(default: $MB_COLLECTORS_CONFIG or ~/.market-bridge/collectors.yaml)"),
+) -> None:
+    """Validate a collectors.yaml; exit non-zero with file, line and key on an error."""
+    from market_bridge.config.collectors import ConfigError, load_collectors_config
+
+    try:
+        cfg = load_collectors_config(path)
+    except ConfigError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
+    table = Table(title=f"{cfg.path}: {len(cfg.collectors)} collector(s), valid")
+    for col in ("name", "mode", "auto_start", "watchlists", "symbols", "api_key", "access_token"):
+        table.add_column(col)
+    for c in cfg.collectors:
+        table.add_row(c.name, c.mode, str(c.auto_start), ", ".join(c.watchlists),
+                      ", ".join(c.symbols), c.masked_api_key, c.masked_access_token)
+    console.print(table)
+
+
+@app.command()
+def run() -> None:
+    """Bring the whole system up (database now; services as they are built)."""
+    settings = load_settings()
+    url = start_database(settings, quiet=False)
+    table = Table(title="Market Bridge")
+    table.add_column("component")
+    table.add_column("state")
+    table.add_column("where")
+    table.add_row("database", "[green]running[/green]", _mask_dsn(url))
+    for name in ("simulator", "streaming", "api", "prefect"):
+        table.add_row(name, "[yellow]not built yet[/yellow]", "-")
+    console.print(table)
+
+
+def _mask_dsn(url: str) -> str:
+    from market_bridge.db.dsn import mask_dsn
+
+    return mask_dsn(url)
+
+
+def main() -> None:
+    try:
+        app()
+    except SettingsError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
