@@ -34,7 +34,8 @@ apt_install() {
         DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
         apt_updated=1
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+        >/dev/null 2> >(grep -v -e "^debconf: delaying" >&2 || true)
 }
 
 # 1. PostgreSQL server and the tools we call.
