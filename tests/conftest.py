@@ -12,6 +12,7 @@ import pwd
 import shutil
 import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +54,18 @@ def pg_cluster() -> Iterator[LocalCluster]:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
     migrate(cluster.dsn(TEMPLATE_DB))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        # TimescaleDB runs a job scheduler in every database that has the extension; a
+        # template must have no sessions to be copied, so close it to connections.
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false").format(
+                sql.Identifier(TEMPLATE_DB)
+            )
+        )
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (TEMPLATE_DB,),
+        )
     try:
         yield cluster
     finally:
@@ -62,27 +75,57 @@ def pg_cluster() -> Iterator[LocalCluster]:
             shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def template_url(pg_cluster: LocalCluster) -> str:
-    """The migrated template database: read-only use (tests must not write to it)."""
-    return pg_cluster.dsn(TEMPLATE_DB)
+def create_database(cluster: LocalCluster, prefix: str = "t") -> str:
+    """A new database cloned from the migrated template; returns its DSN."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = cluster.dsn("postgres")
+    for attempt in range(50):
+        try:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                        sql.Identifier(name), sql.Identifier(TEMPLATE_DB)
+                    )
+                )
+            break
+        except psycopg.errors.ObjectInUse:
+            if attempt == 49:
+                raise
+            time.sleep(0.1)
+    return cluster.dsn(name)
+
+
+def drop_database(cluster: LocalCluster, dsn: str) -> None:
+    name = dsn.rsplit("/", 1)[1]
+    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture
 def db_url(pg_cluster: LocalCluster) -> Iterator[str]:
     """A fresh, migrated database for this test alone."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = pg_cluster.dsn("postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(TEMPLATE_DB)
-            )
-        )
+    dsn = create_database(pg_cluster)
     try:
-        yield pg_cluster.dsn(name)
+        yield dsn
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        drop_database(pg_cluster, dsn)
+
+
+@pytest.fixture(scope="module")
+def module_db_url(pg_cluster: LocalCluster) -> Iterator[str]:
+    """A fresh, migrated database shared by the tests of one module."""
+    dsn = create_database(pg_cluster, prefix="m")
+    try:
+        yield dsn
+    finally:
+        drop_database(pg_cluster, dsn)
+
+
+@pytest.fixture(scope="session")
+def template_url(pg_cluster: LocalCluster) -> Iterator[str]:
+    """A migrated database shared by the whole session: for read-only tests."""
+    dsn = create_database(pg_cluster, prefix="s")
+    try:
+        yield dsn
+    finally:
+        drop_database(pg_cluster, dsn)

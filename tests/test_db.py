@@ -17,8 +17,8 @@ from market_bridge.db.migrate import MigrationError, load_migrations, migrate
 from .conftest import free_port
 
 
-def test_seed_tables_are_hypertables_with_one_day_chunks(template_url: str) -> None:
-    with psycopg.connect(template_url) as conn:
+def test_seed_tables_are_hypertables_with_one_day_chunks(module_db_url: str) -> None:
+    with psycopg.connect(module_db_url) as conn:
         rows = conn.execute(
             """SELECT hypertable_name, time_interval
                  FROM timescaledb_information.dimensions
