@@ -9,9 +9,11 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from market_bridge.cli.db import db_app, start_database
+from market_bridge.cli.kite import kite_app
 from market_bridge.settings import SettingsError, load_settings
 
 app = typer.Typer(
@@ -22,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db_app, name="db")
+app.add_typer(kite_app, name="kite")
 config_app = typer.Typer(help="Validate configuration files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
@@ -65,7 +68,7 @@ def config_check(
     try:
         cfg = load_collectors_config(path)
     except ConfigError as exc:
-        err.print(f"[red]error[/red]: {exc}")
+        err.print(f"[red]error[/red]: {escape(str(exc))}")
         raise typer.Exit(1) from None
     table = Table(title=f"{cfg.path}: {len(cfg.collectors)} collector(s), valid")
     for col in ("name", "mode", "auto_start", "watchlists", "symbols", "api_key", "access_token"):
@@ -98,6 +101,9 @@ def _mask_dsn(url: str) -> str:
 
 
 def main() -> None:
+    from market_bridge.kite.credentials import load_env_file
+
+    load_env_file()
     try:
         app()
     except SettingsError as exc:

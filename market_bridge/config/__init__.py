@@ -1,0 +1,1 @@
+"""Configuration files: loading and validation."""
