@@ -1,0 +1,156 @@
+"""The streaming writer against a real TimescaleDB, including a database outage."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import shutil
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from market_bridge.db.cluster import LocalCluster
+from market_bridge.db.migrate import migrate
+from market_bridge.kite.models import IST
+from market_bridge.storage.writer import StorageWriter
+
+from .conftest import free_port
+
+T0 = datetime(2026, 11, 25, 9, 15, tzinfo=IST)
+
+
+def tick_rows(start: int, n: int) -> list[tuple[Any, ...]]:
+    """Distinct ticks: row i has price i, so duplicates and losses are both visible."""
+    return [
+        ("NSE", "INFY", 408065, T0 + timedelta(milliseconds=i), float(i), 1, i, 1, None,
+         None, None, None, None, None, None, None, None, T0, "ltp")
+        for i in range(start, start + n)
+    ]
+
+
+def bar_row(close: float, provenance: str, revision: int = 0) -> tuple[Any, ...]:
+    return ("NSE", "INFY", 408065, T0, "1m", 1.0, 2.0, 0.5, close, 10, 3, 1.2, None,
+            provenance, revision)
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[LocalCluster]:
+    """A cluster of our own, because this test stops and starts it."""
+    base = Path(tempfile.mkdtemp(prefix="mb-test-outage-"))
+    if os.geteuid() == 0:
+        e = pwd.getpwnam(os.environ.get("MB_DB_OS_USER", "marketbridge"))
+        os.chown(base, e.pw_uid, e.pw_gid)
+    # Durable settings (fsync, synchronous_commit on): this test crashes the server and
+    # committed data must survive that, as it does in production.
+    cluster = LocalCluster(base / "data", free_port(), log_file=base / "pg.log")
+    cluster.start()
+    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE mb")
+    migrate(cluster.dsn("mb"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop(mode="immediate")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def count_ticks(dsn: str) -> tuple[int, int]:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*), count(DISTINCT price) FROM md.tick_data").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def test_writes_ticks_bars_depth_and_provenance_rule(db_url: str, tmp_path: Path) -> None:
+    async def go() -> None:
+        w = StorageWriter(db_url, tmp_path / "spool")
+        await w.start()
+        w.put("ticks", tick_rows(0, 5000))
+        w.put("bars", [bar_row(1.0, "live")])
+        w.put("depth", [("NSE", "INFY", 408065, T0, [1.0] * 5, [1] * 5, [1] * 5, [2.0] * 5,
+                         [1] * 5, [1] * 5, 10, 20)])
+        await asyncio.sleep(0.3)
+        w.put("bars", [bar_row(2.0, "historical")])  # historical replaces live
+        await asyncio.sleep(0.3)
+        w.put("bars", [bar_row(3.0, "live", revision=5)])  # live never replaces historical
+        await w.close()
+        assert w.metrics.rows_written == {"ticks": 5000, "bars": 3, "depth": 1}
+
+    asyncio.run(go())
+    assert count_ticks(db_url) == (5000, 5000)
+    with psycopg.connect(db_url) as conn:
+        bars = conn.execute("SELECT close, provenance FROM md.intraday_bars").fetchall()
+        depth = conn.execute("SELECT bid_prices FROM md.order_book").fetchall()
+    assert bars == [(2.0, "historical")]
+    assert depth == [([1.0] * 5,)]
+
+
+def test_database_outage_loses_nothing_and_duplicates_nothing(
+    own_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    dsn = own_cluster.dsn("mb")
+    total = 0
+
+    async def go() -> StorageWriter:
+        nonlocal total
+        w = StorageWriter(dsn, tmp_path / "spool", max_batch=400, memory_limit=1000,
+                          retry_interval=0.1)
+        await w.start()
+        for _ in range(5):  # healthy
+            w.put("ticks", tick_rows(total, 300))
+            total += 300
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(own_cluster.stop, "immediate")
+        for _ in range(20):  # database down: memory, then spool
+            w.put("ticks", tick_rows(total, 300))
+            total += 300
+            await asyncio.sleep(0.03)
+        assert not w.metrics.db_up
+        assert w.metrics.spooled_batches > 0, "memory limit exceeded: should have spooled"
+        await asyncio.to_thread(own_cluster.start)
+        for _ in range(5):  # back
+            w.put("ticks", tick_rows(total, 300))
+            total += 300
+            await asyncio.sleep(0.02)
+        await w.close()
+        return w
+
+    w = asyncio.run(go())
+    assert w.metrics.db_failures > 0 and w.metrics.replayed_batches > 0
+    assert count_ticks(dsn) == (total, total)
+    assert not list((tmp_path / "spool").glob("*.batch"))
+
+
+def test_spool_left_by_a_dead_process_is_replayed_once(
+    own_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    dsn = own_cluster.dsn("mb")
+    spool = tmp_path / "spool"
+    own_cluster.stop("immediate")
+
+    async def first() -> None:  # database down for its whole life: all spooled at close
+        w = StorageWriter(dsn, spool, retry_interval=0.05)
+        await w.start()
+        w.put("ticks", tick_rows(0, 700))
+        await asyncio.sleep(0.2)
+        await w.close(timeout=1)
+
+    asyncio.run(first())
+    assert len(list(spool.glob("*.batch"))) == 1
+    own_cluster.start()
+
+    async def second() -> None:
+        w = StorageWriter(dsn, spool)
+        await w.start()
+        w.put("ticks", tick_rows(700, 300))
+        await w.close()
+
+    asyncio.run(second())
+    assert count_ticks(dsn) == (1000, 1000)
