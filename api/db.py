@@ -1,0 +1,96 @@
+"""The connection pool: opened in a start-up listener, closed at shutdown (one per worker).
+
+Connections are autocommit (reads need no transaction; writers open one explicitly), use
+the IST time zone and carry a statement timeout so a runaway query cannot hold a worker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from sanic import Request, Sanic
+
+CONNECT_TIMEOUT_S = 3
+_DIAGNOSIS_TTL_S = 2.0  # at most one probe connection per worker per 2 s while failing
+
+
+async def _configure(conn: AsyncConnection[Any]) -> None:
+    await conn.execute("SET statement_timeout = '15s'")
+    # timestamptz values come back in IST, so every response carries +05:30.
+    await conn.execute("SET TimeZone = 'Asia/Kolkata'")
+
+
+def make_pool(dsn: str, *, min_size: int, max_size: int, timeout: float) -> AsyncConnectionPool:
+    return AsyncConnectionPool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        open=False,  # opened by the start-up listener, inside the server's event loop
+        check=AsyncConnectionPool.check_connection,  # survive a database restart
+        configure=_configure,
+        kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+        name="market-bridge-api",
+    )
+
+
+def register_pool_listeners(app: Sanic) -> None:
+    @app.before_server_start
+    async def open_pool(app: Sanic) -> None:
+        options = app.ctx.options
+        app.ctx.pool = make_pool(
+            app.ctx.dsn,
+            min_size=options.pool_min_size,
+            max_size=options.pool_max_size,
+            timeout=options.pool_timeout,
+        )
+        app.ctx.db_diagnosis = (0.0, "")
+        # wait=False: the API starts (and answers 503) while the database is down.
+        await app.ctx.pool.open(wait=False)
+
+    @app.after_server_stop
+    async def close_pool(app: Sanic) -> None:
+        pool = getattr(app.ctx, "pool", None)
+        if pool is not None:
+            await pool.close()
+
+
+@asynccontextmanager
+async def connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
+    pool: AsyncConnectionPool = request.app.ctx.pool
+    async with pool.connection() as conn:
+        yield conn
+
+
+async def describe_failure(app: Sanic, exc: BaseException) -> str:
+    """Why the database is unusable, for the 503 body.
+
+    A pool timeout (or our own timeout) says only that no connection came; a direct connection attempt gives
+    the actual reason (refused, auth, DNS). Probes are rate-limited per worker.
+    """
+    if not isinstance(exc, PoolTimeout | TimeoutError):
+        return _clean(str(exc)) or type(exc).__name__
+    at, reason = getattr(app.ctx, "db_diagnosis", (0.0, ""))
+    now = time.monotonic()
+    if reason and now - at < _DIAGNOSIS_TTL_S:
+        return reason
+    try:
+        probe = await psycopg.AsyncConnection.connect(app.ctx.dsn, connect_timeout=2)
+    except psycopg.Error as err:
+        reason = _clean(str(err)) or type(err).__name__
+    else:
+        await probe.close()
+        reason = f"no connection free within {app.ctx.options.pool_timeout:g} s (pool busy)"
+    app.ctx.db_diagnosis = (now, reason)
+    return reason
+
+
+def _clean(message: str) -> str:
+    # libpq messages span lines ("connection failed: ...\nIs the server running..."): one line.
+    return " ".join(message.split())

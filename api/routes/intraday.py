@@ -1,0 +1,396 @@
+"""``/intraday/*``: bars, latest, today, stats, VWAP, ticks, order book, gaps, completeness.
+
+Semantics (also in docs/api.md and the OpenAPI document):
+
+- ``bars``: the most recent ``limit`` bars with their label in ``[from, to]``, oldest first.
+- ``latest``: the newest stored bar.
+- ``today``: the bars of the current IST trading day (today, or the last trading day on a
+  weekend/holiday).
+- ``stats``/``vwap``/``gaps``/``completeness`` default to that trading day; with ``from``
+  only, the range runs to now; with ``to`` only, it starts at IST midnight of ``to``'s day.
+- ``previous_close``: close of the last bar before IST midnight of the range's first day.
+- ``vwap``: per bar, cumulative sum(bar VWAP, or typical price, x volume) / cumulative
+  volume, reset at each IST midnight.
+- ``gaps``/``completeness`` count only NSE trading minutes (``expected_bar_starts``) and
+  only bars that have closed by now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sanic import Blueprint, HTTPResponse, Request
+
+from api.db import connection
+from api.errors import ApiError, bad_request
+from api.formats import bars_table, negotiate, table_response
+from api.params import (
+    TimeRange,
+    day_range,
+    ist_midnight,
+    limit_arg,
+    time_range,
+    timeframe_arg,
+    trading_day,
+)
+from api.responses import json_response
+from api.symbols import ensure_known, parse_or_400
+from market_bridge.market.calendar import TradingCalendar, expected_bar_starts
+from market_bridge.market.symbols import Symbol
+from market_bridge.market.timeframes import Timeframe
+from market_bridge.quality import QUALITY_THRESHOLDS, completeness, find_gaps
+from market_bridge.queries import bars as bar_queries
+from market_bridge.queries import order_book as book_queries
+from market_bridge.queries import ticks as tick_queries
+from market_bridge.queries.bars import BarRow
+from market_bridge.queries.ticks import TickRow
+
+bp = Blueprint("intraday", url_prefix="/intraday")
+
+# Longest range gaps/completeness will enumerate (expected bars are listed one by one).
+MAX_INTRADAY_QUALITY_SPAN = timedelta(days=366)
+MAX_DAY_QUALITY_SPAN = timedelta(days=366 * 20)
+
+
+# ---- helpers -----------------------------------------------------------------------
+
+
+def _now(request: Request) -> datetime:
+    now: datetime = request.app.ctx.options.clock()
+    return now
+
+
+def _calendar(request: Request) -> TradingCalendar:
+    calendar: TradingCalendar = request.app.ctx.calendar
+    return calendar
+
+
+def _head(symbol: Symbol, timeframe: Timeframe | None = None) -> dict[str, Any]:
+    head: dict[str, Any] = {"symbol": symbol.tradingsymbol, "exchange": symbol.exchange}
+    if timeframe is not None:
+        head["timeframe"] = timeframe.name
+    return head
+
+
+def bar_view(bar: BarRow) -> dict[str, Any]:
+    return {
+        "timestamp": bar.bar_timestamp,
+        "open": bar.open,
+        "high": bar.high,
+        "low": bar.low,
+        "close": bar.close,
+        "volume": bar.volume,
+        "trades_count": bar.trades_count,
+        "vwap": bar.vwap,
+        "oi": bar.oi,
+        "provenance": bar.provenance,
+        "revision": bar.revision,
+    }
+
+
+def tick_view(tick: TickRow) -> dict[str, Any]:
+    return {
+        "timestamp": tick.tick_timestamp,
+        "price": tick.price,
+        "quantity": tick.quantity,
+        "trade_type": tick.trade_type,
+        "volume_traded": tick.volume_traded,
+        "volume_delta": tick.volume_delta,
+        "average_price": tick.average_price,
+        "total_buy_quantity": tick.total_buy_quantity,
+        "total_sell_quantity": tick.total_sell_quantity,
+        "bid_price": tick.bid_price,
+        "bid_quantity": tick.bid_quantity,
+        "ask_price": tick.ask_price,
+        "ask_quantity": tick.ask_quantity,
+        "oi": tick.oi,
+        "last_trade_time": tick.last_trade_time,
+        "received_at": tick.received_at,
+        "mode": tick.mode,
+    }
+
+
+def _bars_response(
+    symbol: Symbol,
+    timeframe: Timeframe,
+    bars: list[BarRow],
+    fmt: str,
+    extra: dict[str, Any],
+) -> HTTPResponse:
+    if fmt != "json":
+        metadata = {"symbol": symbol.tradingsymbol, "exchange": symbol.exchange,
+                    "timeframe": timeframe.name}
+        stem = f"{symbol.exchange}_{symbol.tradingsymbol}_{timeframe.name}"
+        return table_response(bars_table(bars, metadata), fmt, stem)
+    body = _head(symbol, timeframe) | extra | {
+        "count": len(bars),
+        "bars": [bar_view(b) for b in bars],
+    }
+    return json_response(body)
+
+
+def _session_range(request: Request, rng: TimeRange) -> tuple[TimeRange, date | None]:
+    """Defaults for day-scoped endpoints (module docstring); the trading day when defaulted."""
+    if rng.start is None and rng.end is None:
+        day = trading_day(_calendar(request), _now(request))
+        return day_range(day), day
+    if rng.start is None:
+        assert rng.last is not None
+        return TimeRange(ist_midnight(rng.last), rng.end), None
+    return rng, None
+
+
+def _quality_range(request: Request, timeframe: Timeframe) -> tuple[datetime, datetime]:
+    rng, _ = _session_range(request, time_range(request))
+    assert rng.start is not None
+    end = rng.end if rng.end is not None else max(_now(request), rng.start)
+    limit = MAX_INTRADAY_QUALITY_SPAN if timeframe.is_intraday else MAX_DAY_QUALITY_SPAN
+    if end - rng.start > limit:
+        raise bad_request(
+            "range too long",
+            f"at most {limit.days} days for timeframe {timeframe.name}; split the range",
+        )
+    return rng.start, end
+
+
+async def _expected_and_present(
+    request: Request, raw_symbol: str, timeframe: Timeframe, start: datetime, end: datetime
+) -> tuple[Symbol, list[datetime], list[datetime]]:
+    symbol = parse_or_400(raw_symbol)
+    now = _now(request)
+    async with connection(request) as conn:
+        await ensure_known(conn, symbol)
+        present = await bar_queries.bar_starts(
+            conn, symbol.exchange, symbol.tradingsymbol, timeframe.name, start, end
+        )
+    # Calendar work can take a while for long ranges: off the event loop.
+    expected = await asyncio.to_thread(
+        expected_bar_starts, _calendar(request), timeframe, start, end
+    )
+    # A bar that has not closed yet cannot be missing.
+    expected = [ts for ts in expected if timeframe.bar_end(ts) <= now]
+    return symbol, expected, present
+
+
+def _quality_head(
+    request: Request, symbol: Symbol, timeframe: Timeframe, start: datetime, end: datetime
+) -> dict[str, Any]:
+    calendar = _calendar(request)
+    last_day = (end - timedelta(microseconds=1)).date()
+    return _head(symbol, timeframe) | TimeRange(start, end).echo() | {
+        "calendar_known_until": calendar.known_until,
+        "beyond_known_holidays": calendar.is_beyond_known_holidays(last_day),
+    }
+
+
+# ---- endpoints ---------------------------------------------------------------------
+
+
+@bp.get("/bars/<symbol>", unquote=True)
+async def bars(request: Request, symbol: str) -> HTTPResponse:
+    timeframe = timeframe_arg(request)
+    rng = time_range(request)
+    limit = limit_arg(request)
+    fmt = negotiate(request)
+    sym = parse_or_400(symbol)
+    async with connection(request) as conn:
+        await ensure_known(conn, sym)
+        rows = await bar_queries.bars_in_range(
+            conn, sym.exchange, sym.tradingsymbol, timeframe.name, rng.start, rng.end, limit
+        )
+    return _bars_response(sym, timeframe, rows, fmt, rng.echo() | {"limit": limit})
+
+
+@bp.get("/latest/<symbol>", unquote=True)
+async def latest(request: Request, symbol: str) -> HTTPResponse:
+    timeframe = timeframe_arg(request)
+    sym = parse_or_400(symbol)
+    async with connection(request) as conn:
+        await ensure_known(conn, sym)
+        row = await bar_queries.latest_bar(conn, sym.exchange, sym.tradingsymbol, timeframe.name)
+    if row is None:
+        raise ApiError(404, "no data", f"no {timeframe.name} bars stored for {sym}")
+    return json_response(_head(sym, timeframe) | {"bar": bar_view(row)})
+
+
+@bp.get("/today/<symbol>", unquote=True)
+async def today(request: Request, symbol: str) -> HTTPResponse:
+    timeframe = timeframe_arg(request)
+    limit = limit_arg(request)
+    fmt = negotiate(request)
+    sym = parse_or_400(symbol)
+    day = trading_day(_calendar(request), _now(request))
+    rng = day_range(day)
+    async with connection(request) as conn:
+        await ensure_known(conn, sym)
+        rows = await bar_queries.bars_in_range(
+            conn, sym.exchange, sym.tradingsymbol, timeframe.name, rng.start, rng.end, limit
+        )
+    return _bars_response(sym, timeframe, rows, fmt, {"date": day} | rng.echo())
+
+
+@bp.get("/stats/<symbol>", unquote=True)
+async def stats(request: Request, symbol: str) -> HTTPResponse:
+    timeframe = timeframe_arg(request)
+    rng, day = _session_range(request, time_range(request))
+    sym = parse_or_400(symbol)
+    key = (sym.exchange, sym.tradingsymbol, timeframe.name)
+    async with connection(request) as conn:
+        await ensure_known(conn, sym)
+        agg = await bar_queries.range_stats(conn, *key, rng.start, rng.end)
+        previous_close = (
+            await bar_queries.close_before(conn, *key, ist_midnight(rng.start))
+            if rng.start is not None
+            else None
+        )
+    change = change_percent = None
+    if agg.close is not None and previous_close:
+        change = agg.close - previous_close
+        change_percent = change * 100.0 / previous_close
+    body = _head(sym, timeframe) | ({"date": day} if day else {}) | rng.echo() | {
+        "bar_count": agg.bar_count,
+        "open": agg.open,
+        "high": agg.high,
+        "low": agg.low,
+        "close": agg.close,
+        "volume": agg.volume,
+        "vwap": agg.vwap,
+        "previous_close": previous_close,
+        "change": change,
+        "change_percent": change_percent,
+        "first_bar_at": agg.first_bar_at,
+        "last_bar_at": agg.last_bar_at,
+    }
+    return json_response(body)
+
+
+@bp.get("/vwap/<symbol>", unquote=True)
+async def vwap(request: Request, symbol: str) -> HTTPResponse:
+    timeframe = timeframe_arg(request)
+    limit = limit_arg(request)
+    rng, day = _session_range(request, time_range(request))
+    assert rng.start is not None
+    sym = parse_or_400(symbol)
+    async with connection(request) as conn:
+        await ensure_known(conn, sym)
+        points = await bar_queries.vwap_series(
+            conn,
+            sym.exchange,
+            sym.tradingsymbol,
+            timeframe.name,
+            day_start=ist_midnight(rng.start),
+            start=rng.start,
+            end=rng.end,
+            limit=limit,
+        )
+    last = points[-1] if points else None
+    body = _head(sym, timeframe) | ({"date": day} if day else {}) | rng.echo() | {
+        "vwap": last.vwap if last else None,
+        "as_of": last.bar_timestamp if last else None,
+        "count": len(points),
+        "series": [
+            {
+                "timestamp": p.bar_timestamp,
+                "vwap": p.vwap,
+                "close": p.close,
+                "volume": p.volume,
+                "cumulative_volume": p.cumulative_volume,
+            }
+            for p in points
+        ],
+    }
+    return json_response(body)
+
+
+@bp.get("/ticks/<symbol>", unquote=True)
+async def ticks(request: Request, symbol: str) -> HTTPResponse:
+    rng = time_range(request)
+    limit = limit_arg(request)
+    sym = parse_or_400(symbol)
+    async with connection(request) as conn:
+        await ensure_known(conn, sym)
+        rows = await tick_queries.ticks_in_range(
+            conn, sym.exchange, sym.tradingsymbol, rng.start, rng.end, limit
+        )
+    body = _head(sym) | rng.echo() | {
+        "limit": limit,
+        "count": len(rows),
+        "ticks": [tick_view(t) for t in rows],
+    }
+    return json_response(body)
+
+
+@bp.get("/orderbook/<symbol>", unquote=True)
+async def orderbook(request: Request, symbol: str) -> HTTPResponse:
+    sym = parse_or_400(symbol)
+    async with connection(request) as conn:
+        await ensure_known(conn, sym)
+        book = await book_queries.latest_snapshot(conn, sym.exchange, sym.tradingsymbol)
+    if book is None:
+        raise ApiError(404, "no data", f"no order book snapshot stored for {sym}")
+    bids = [
+        {"price": p, "quantity": q, "orders": o}
+        for p, q, o in zip(book.bid_prices, book.bid_quantities, book.bid_orders, strict=False)
+    ]
+    asks = [
+        {"price": p, "quantity": q, "orders": o}
+        for p, q, o in zip(book.ask_prices, book.ask_quantities, book.ask_orders, strict=False)
+    ]
+    # Kite pads empty depth levels with zeros: a zero price is "no order", not a quote.
+    best_bid = book.bid_prices[0] if book.bid_prices and book.bid_prices[0] > 0 else None
+    best_ask = book.ask_prices[0] if book.ask_prices and book.ask_prices[0] > 0 else None
+    spread = mid = None
+    if best_bid is not None and best_ask is not None:
+        spread, mid = best_ask - best_bid, (best_ask + best_bid) / 2
+    body = _head(sym) | {
+        "timestamp": book.snapshot_timestamp,
+        "bids": bids,
+        "asks": asks,
+        "total_buy_quantity": book.total_buy_quantity,
+        "total_sell_quantity": book.total_sell_quantity,
+        "best_bid": best_bid,
+        "best_ask": best_ask,
+        "spread": spread,
+        "mid": mid,
+    }
+    return json_response(body)
+
+
+@bp.get("/gaps/<symbol>", unquote=True)
+async def gaps(request: Request, symbol: str) -> HTTPResponse:
+    timeframe = timeframe_arg(request)
+    start, end = _quality_range(request, timeframe)
+    sym, expected, present = await _expected_and_present(request, symbol, timeframe, start, end)
+    found = find_gaps(expected, present, timeframe)
+    expected_set = set(expected)
+    actual = sum(1 for ts in present if ts in expected_set)
+    body = _quality_head(request, sym, timeframe, start, end) | {
+        "expected_bars": len(expected),
+        "actual_bars": actual,
+        "missing_bars": sum(g.missing_bars for g in found),
+        "gap_count": len(found),
+        "gaps": [
+            {"start": g.start, "end": g.end, "missing_bars": g.missing_bars} for g in found
+        ],
+    }
+    return json_response(body)
+
+
+@bp.get("/completeness/<symbol>", unquote=True)
+async def completeness_report(request: Request, symbol: str) -> HTTPResponse:
+    timeframe = timeframe_arg(request)
+    start, end = _quality_range(request, timeframe)
+    sym, expected, present = await _expected_and_present(request, symbol, timeframe, start, end)
+    expected_set = set(expected)
+    result = completeness(len(expected), sum(1 for ts in present if ts in expected_set))
+    body = _quality_head(request, sym, timeframe, start, end) | {
+        "completeness": result.percent,
+        "quality": result.quality,
+        "expected": result.expected,
+        "actual": result.actual,
+        "missing": result.missing,
+        "quality_thresholds": {label: bound for bound, label in QUALITY_THRESHOLDS},
+    }
+    return json_response(body)
