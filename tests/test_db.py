@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -109,13 +111,16 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cli_embedded_cluster_lifecycle(tmp_path: Path) -> None:
+def test_cli_embedded_cluster_lifecycle() -> None:
     """`db start|status|url|migrate|stop` on a throwaway MB_HOME and port."""
-    home = tmp_path / "home"
+    # Our own temp dir, not pytest's: the server's OS user must reach it, and pytest may
+    # prune its numbered dirs when other sessions run on the same machine.
+    base = Path(tempfile.mkdtemp(prefix="mb-test-home-"))
+    home = base / "home"
     env = dict(os.environ, MB_HOME=str(home), MB_DB_PORT=str(free_port()))
     env.pop("DATABASE_URL", None)
     if os.geteuid() == 0:
-        tmp_path.chmod(0o755)
+        base.chmod(0o755)
     started = _cli("db", "start", env=env)
     try:
         assert started.returncode == 0, started.stderr
@@ -135,5 +140,8 @@ def test_cli_embedded_cluster_lifecycle(tmp_path: Path) -> None:
         assert password not in again.stdout + again.stderr
     finally:
         stopped = _cli("db", "stop", env=env)
-    assert stopped.returncode == 0, stopped.stderr
-    assert _cli("db", "status", env=env).returncode == 1
+    try:
+        assert stopped.returncode == 0, stopped.stderr
+        assert _cli("db", "status", env=env).returncode == 1
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

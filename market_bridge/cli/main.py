@@ -80,6 +80,28 @@ def config_check(
 
 
 @app.command()
+def api(
+    host: str | None = typer.Option(None, help="Bind address (default MB_API_HOST, 127.0.0.1)."),
+    port: int | None = typer.Option(None, min=1, max=65535,
+                                    help="Port (default MB_API_PORT, 8080)."),
+    workers: int = typer.Option(1, min=1, max=64, help="Sanic worker processes."),
+) -> None:
+    """Serve the REST API and the WebSocket stream (Sanic)."""
+    from api.server import serve
+
+    serve(host, port, workers)
+
+
+def _register_simulate() -> None:
+    from market_bridge.cli.simulate import simulate_command
+
+    app.command("simulate")(simulate_command)
+
+
+_register_simulate()
+
+
+@app.command()
 def run() -> None:
     """Bring the whole system up (database now; services as they are built)."""
     settings = load_settings()
