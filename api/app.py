@@ -67,6 +67,9 @@ def create_app(
     app.blueprint(health.bp)
     app.blueprint(metrics.bp)
     app.blueprint(docs.bp)
-    # WS /stream/ws: register the streaming hub's blueprint here (api.routes.stream.bp),
-    # and its LISTEN connection in a before_server_start listener of its own.
+    # WS /stream/ws: the streaming hub's blueprint, and its LISTEN connection in a
+    # before_server_start listener of its own (both registered by api.stream).
+    from api.stream import install_stream
+
+    install_stream(app)
     return app

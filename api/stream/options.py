@@ -1,0 +1,75 @@
+"""Limits and timings of the live stream (``WS /stream/ws``), per Sanic worker.
+
+Defaults suit a browser or a trading script on a LAN; every limit is documented in
+docs/websocket.md. Tests shrink the queue bounds to make a slow client visible quickly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+from market_bridge.collect.messages import LIVE_CHANNEL
+
+ENV_PREFIX = "MB_WS_"
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    max_subscriptions: int = 500  # symbols per connection
+    max_message_bytes: int = 64 * 1024  # one client message; 500 symbols need ~15 KiB
+    max_clients: int = 10_000  # connections per worker; more are closed with 1013
+    # A slow client: ticks/orderbook/stats/forming bars are conflated per symbol (latest
+    # wins); it is closed once more than ``max_pending`` other messages wait for it, or
+    # once it has been behind (queue never drained) for ``max_lag`` seconds.
+    max_pending: int = 5000  # ~2 MB of bars; a minute boundary can close 8 timeframes at once
+    max_lag: float = 10.0
+    sweep_interval: float = 1.0  # lag watchdog and metric flush period
+    # SO_SNDBUF per client socket. None: the kernel's autotuning, which lets a client that
+    # stopped reading park up to tcp_wmem's maximum (often 4 MiB) in the kernel before
+    # the queue above even notices. A bound makes slow clients visible sooner.
+    send_buffer_bytes: int | None = None
+    # Database work for WS requests (symbol checks, snapshots, get_latest) at once per
+    # worker: the request pool is shared with REST, which must not starve.
+    max_db_requests: int = 4
+    snapshot_on_subscribe: bool = True
+    snapshot_timeframe: str = "1m"
+    channel: str = LIVE_CHANNEL
+    listen_backoff_initial: float = 0.2
+    listen_backoff_max: float = 5.0
+    listen_probe_interval: float = 5.0  # an idle LISTEN connection is checked this often
+    startup_wait: float = 3.0  # how long start-up waits for the first LISTEN
+
+    def __post_init__(self) -> None:
+        for name in ("max_subscriptions", "max_message_bytes", "max_clients", "max_pending",
+                     "max_db_requests"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"StreamOptions.{name} must be at least 1")
+        for name in ("max_lag", "sweep_interval", "listen_backoff_initial",
+                     "listen_backoff_max", "listen_probe_interval"):  # fmt: skip
+            if getattr(self, name) <= 0:
+                raise ValueError(f"StreamOptions.{name} must be positive")
+
+
+# The limits an operator may tune without code (MB_WS_MAX_SUBSCRIPTIONS=1000 ...).
+_ENV_TUNABLE = ("max_subscriptions", "max_message_bytes", "max_clients", "max_pending",
+                "max_lag", "send_buffer_bytes")  # fmt: skip
+
+
+def stream_options_from_env(environ: dict[str, str] | None = None) -> StreamOptions:
+    env = environ if environ is not None else dict(os.environ)
+    types = {f.name: f.type for f in fields(StreamOptions)}
+    values: dict[str, int | float] = {}
+    for name in _ENV_TUNABLE:
+        key = ENV_PREFIX + name.upper()
+        raw = env.get(key)
+        if raw is None or not raw.strip():
+            continue
+        try:
+            values[name] = float(raw) if types[name] == "float" else int(raw)  # int | None: int
+        except ValueError:
+            raise ValueError(f"{key}={raw!r} is not a number") from None
+    try:
+        return StreamOptions(**values)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ValueError(f"{exc} (check the {ENV_PREFIX}* environment variables)") from None
