@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from market_bridge.cli.db import db_app, start_database
+from market_bridge.cli.db import db_app
 from market_bridge.cli.kite import kite_app
-from market_bridge.settings import SettingsError, load_settings
+from market_bridge.settings import SettingsError
 
 app = typer.Typer(
     name="market-bridge",
@@ -101,33 +101,51 @@ def _register_simulate() -> None:
 _register_simulate()
 
 
-@app.command()
-def run() -> None:
-    """Bring the whole system up (database now; services as they are built)."""
-    settings = load_settings()
-    url = start_database(settings, quiet=False)
-    table = Table(title="Market Bridge")
-    table.add_column("component")
-    table.add_column("state")
-    table.add_column("where")
-    table.add_row("database", "[green]running[/green]", _mask_dsn(url))
-    for name in ("simulator", "streaming", "api", "prefect"):
-        table.add_row(name, "[yellow]not built yet[/yellow]", "-")
-    console.print(table)
+def _register_system() -> None:
+    from market_bridge.cli.run import run_command, status_command, stop_command
+    from market_bridge.cli.stream import stream
+
+    app.command("run")(run_command)
+    app.command("status")(status_command)
+    app.command("stop")(stop_command)
+    app.command("stream")(stream)
 
 
-def _mask_dsn(url: str) -> str:
-    from market_bridge.db.dsn import mask_dsn
+_register_system()
 
-    return mask_dsn(url)
+
+def _register_flows() -> None:
+    from market_bridge.cli.flows_cli import register
+
+    register(app)
+
+
+_register_flows()
+flows_app = typer.Typer(help="Prefect flows and deployments.", no_args_is_help=True)
+app.add_typer(flows_app, name="flows")
+
+
+@flows_app.command("serve")
+def flows_serve() -> None:
+    """Serve every deployment (backfill, gap-fill, completeness, instruments-sync,
+    maintenance, streaming) to the Prefect server at PREFECT_API_URL."""
+    from flows.deployments import serve_deployments
+    from streaming.flow import streaming_flow
+
+    # The long-running streaming deployment: started from the UI when collection should
+    # run under Prefect (make run supervises `market-bridge stream` directly instead).
+    streaming = streaming_flow.to_deployment(
+        name="streaming", description="Collectors until cancelled; flushes on cancel.")
+    serve_deployments(extra=[streaming])  # type: ignore[list-item]
 
 
 def main() -> None:
+    from market_bridge.cli.flows_cli import normalize_single_dash
     from market_bridge.kite.credentials import load_env_file
 
     load_env_file()
     try:
-        app()
+        app(args=normalize_single_dash(sys.argv[1:]))
     except SettingsError as exc:
         err.print(f"[red]error[/red]: {exc}")
         sys.exit(2)
