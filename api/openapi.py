@@ -686,6 +686,18 @@ PATHS: dict[str, Schema] = {
         "responses": {"200": {"description": "OpenAPI 3.1",
                               "content": {"application/json": {"schema": {"type": "object"}}}}},
     }},
+    "/stream/ws": {"get": {
+        "tags": [T_OPS], "summary": "Live stream (WebSocket upgrade)",
+        "description": (
+            "Upgrade to a WebSocket. Client messages: `{\"type\": \"subscribe\", "
+            "\"symbols\": [...]}`, `unsubscribe`, `{\"type\": \"get_latest\", "
+            "\"symbol\": ...}`, `ping`. Server messages: `tick`, `bar`, `stats`, "
+            "`orderbook`, `status` (`{type, symbol, data}`), plus `subscribed`, `latest`, "
+            "`pong` and `error`. See docs/websocket.md for snapshots, limits and the "
+            "slow-client policy."),
+        "responses": {"101": {"description": "Switching Protocols (WebSocket)"},
+                      "400": {"description": "Not a WebSocket upgrade request"}},
+    }},
     "/docs": {"get": {
         "tags": [T_OPS], "summary": "Human-readable API documentation (HTML)",
         "responses": {"200": {"description": "HTML",

@@ -239,8 +239,12 @@ def test_deployment_run_created_like_the_ui_run_button_completes(
         dep = wait_for("the served backfill deployment", deployment_id, 30, proc, log)
         params = {"symbols": ["TCS", "INFY"], "from_date": THU.isoformat(),
                   "to_date": FRI.isoformat(), "timeframe": "5m", "concurrent": 2}
-        reply = httpx.post(f"{prefect_api}/deployments/{dep}/create_flow_run",
-                           json={"parameters": params})
+        for _ in range(20):  # a busy Prefect server (SQLite) answers 503 now and then
+            reply = httpx.post(f"{prefect_api}/deployments/{dep}/create_flow_run",
+                               json={"parameters": params})
+            if reply.status_code != 503:
+                break
+            time.sleep(1)
         assert reply.status_code == 201, reply.text
         run_id = reply.json()["id"]
 
