@@ -15,7 +15,8 @@ Clients: ``--probes`` real clients (the ``websockets`` library, JSON decoding) m
 latency; the other ``--clients`` minus probes are load clients in ``--client-procs``
 processes: real WebSocket connections (handshake, masked subscribe frame) that read and
 discard bytes, so that on a small machine the clients' own JSON decoding does not eat the
-CPU the server is being measured with. ``--full-clients`` makes every client a probe
+CPU the server is being measured with (they do not answer pings either: the API runs
+with ``SANIC_WEBSOCKET_PING_INTERVAL=3600``). ``--full-clients`` makes every client a probe
 (heavier: the figures then include client-side queueing).
 
 Each client subscribes to ``--per-client`` of ``--symbols`` symbols (round robin: every
@@ -114,7 +115,9 @@ def api_server(dsn: str, workers: int, log: Path) -> Iterator[tuple[int, int]]:
     """(port, pid) of ``serve(workers=...)`` in a subprocess, once every worker LISTENs."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    env |= {"DATABASE_URL": dsn, "MB_API_HOST": "127.0.0.1", "MB_API_PORT": str(port)}
+    env |= {"DATABASE_URL": dsn, "MB_API_HOST": "127.0.0.1", "MB_API_PORT": str(port),
+            # Load clients do not answer WebSocket pings: no pings during the run.
+            "SANIC_WEBSOCKET_PING_INTERVAL": "3600"}  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-c", f"from api.server import serve; serve(workers={workers})"],
@@ -385,6 +388,9 @@ def metric(port: int, name: str) -> float:
     return sum(float(m.group(1)) for m in re.finditer(pattern, text, re.M))
 
 
+_COUNTERS = ("mb_ws_messages_conflated_total", "mb_ws_slow_client_disconnects_total")
+
+
 def pct(sorted_us: list[int], q: float) -> float:
     if not sorted_us:
         return float("nan")
@@ -438,9 +444,9 @@ def main() -> None:
             for p in procs:
                 p.join(10)
             time.sleep(1.2)  # the hub flushes its counters once a second
-            conflated = metric(port, "mb_ws_messages_conflated_total")
-            slow = metric(port, "mb_ws_slow_client_disconnects_total")
-            sent = metric(port, "mb_ws_messages_sent_total")
+            # With several workers /metrics answers from one of them: sum distinct answers.
+            scrapes = {tuple(metric(port, n) for n in _COUNTERS) for _ in range(8 * args.workers)}
+            conflated, slow = (sum(s[i] for s in scrapes) for i in range(2))
 
     lat: list[int] = []
     for r in collected:
@@ -448,12 +454,18 @@ def main() -> None:
         a.frombytes(r.latencies_us)
         lat.extend(a)
     lat.sort()
-    subs = dict.fromkeys(symbols, 0)
-    for cid in range(probes):
-        for sym in subscriptions(cid, symbols, args.per_client):
-            subs[sym] += 1
-    want_ticks = sum(published.ticks[s] * n for s, n in subs.items())
-    want_bars = sum(published.bars[s] * n for s, n in subs.items())
+
+    def fan_out(clients: range) -> tuple[int, int]:
+        subs = dict.fromkeys(symbols, 0)
+        for cid in clients:
+            for sym in subscriptions(cid, symbols, args.per_client):
+                subs[sym] += 1
+        return (sum(published.ticks[s] * n for s, n in subs.items()),
+                sum(published.bars[s] * n for s, n in subs.items()))  # fmt: skip
+
+    want_ticks, want_bars = fan_out(range(probes))
+    all_ticks, all_bars = fan_out(range(args.clients))
+    deliveries = all_ticks + all_bars - conflated
     got_ticks, got_bars = sum(r.ticks for r in collected), sum(r.bars for r in collected)
     closed = sum(r.closed for r in collected)
     errors = [e for r in collected for e in r.errors]
@@ -463,9 +475,10 @@ def main() -> None:
         f"{args.seconds:g} s ({args.rate:g} ticks/s + {len(symbols)} bars/s)"
     )
     print(
-        f"server: {sent:,.0f} messages written to clients ({sent / elapsed:,.0f}/s over "
-        f"{elapsed:.1f} s), API CPU {cpu:.1f} s = {cpu / elapsed:.0%} of one core; "
-        f"load clients read {mib:,.1f} MiB"
+        f"fan-out: {deliveries:,.0f} messages to clients ({deliveries / elapsed:,.0f}/s over "
+        f"{elapsed:.1f} s); API CPU {cpu:.1f} s = {cpu / elapsed:.0%} of one core "
+        f"({cpu * 1e6 / max(deliveries, 1):.1f} us per message); load clients read "
+        f"{mib:,.1f} MiB"
     )
     print(
         f"probes: bars {got_bars:,}/{want_bars:,} ({got_bars / max(want_bars, 1):.1%}), "

@@ -14,6 +14,7 @@ from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from api.stream import frames, protocol
+from api.stream.latest import Latest, snapshot_messages
 from api.stream.options import StreamOptions, stream_options_from_env
 from api.stream.protocol import GetLatest, Ping, RequestError, Subscribe, Unsubscribe
 from api.stream.queue import ConflatingQueue, Put
@@ -134,6 +135,20 @@ def test_bad_live_messages_are_counted_not_fatal() -> None:
     assert len(routed) == 1 and bad == 3
     assert protocol.parse_payload("not json") == ([], 1)
     assert len(protocol.parse_payload(orjson.dumps(good).decode())[0]) == 1  # bare object
+
+
+def test_snapshot_never_follows_a_newer_live_message() -> None:
+    values = {
+        "RELIANCE": Latest({"price": 1.0}, {"close": 2.0}),
+        "TCS": Latest({"price": 3.0}, {"close": 4.0}),
+        "INFY": Latest(None, None),  # nothing stored
+    }
+    seen = {"RELIANCE": {"tick"}, "TCS": {"bar:1m", "bar:5m"}, "INFY": set[str]()}
+    sent = [orjson.loads(m) for m in snapshot_messages(values, seen, "1m")]
+    assert [(m["type"], m["symbol"], m["snapshot"]) for m in sent] == [
+        ("bar", "RELIANCE", True),  # a live tick came first: the stored one is older
+        ("tick", "TCS", True),  # a live 1m bar came first
+    ]
 
 
 # ---- the conflating queue ------------------------------------------------------------

@@ -3,6 +3,7 @@
 - ``protocol``: client requests and server messages (pure)
 - ``queue``: a client's bounded, conflating outgoing queue (pure)
 - ``registry``: symbol subscriptions (pure)
+- ``frames``: WebSocket frames built once per message and written in batches
 - ``latest``: stored latest tick/bar as live-shaped messages (snapshot, get_latest)
 - ``session``: one connection (reader + writer task); ``hub``: LISTEN and fan-out per
   worker; ``routes``: the blueprint.

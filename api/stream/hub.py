@@ -43,7 +43,7 @@ CLOSE_GOING_AWAY = 1001
 DISPATCH_SLICE_S = 0.005
 # Label values we expect; anything else a producer sends is counted as "other".
 _TYPES = frozenset({"tick", "bar", "orderbook", "stats", "status", "subscribed",
-                    "unsubscribed", "latest", "pong", "error"})  # fmt: skip
+                    "unsubscribed", "latest", "pong", "error", "snapshot"})  # fmt: skip
 
 
 @dataclass

@@ -8,12 +8,13 @@ bars are final, and ``source`` is their provenance (``live`` or ``historical``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
 from psycopg import AsyncConnection
 
+from api.stream import protocol
 from market_bridge.market.symbols import Symbol
 from market_bridge.queries import latest as latest_queries
 from market_bridge.queries.latest import LatestBar, LatestTick
@@ -62,6 +63,22 @@ def bar_data(row: LatestBar, timeframe: str) -> dict[str, Any]:
         "source": row.provenance,
         "timestamp": start,
     }
+
+
+def snapshot_messages(
+    values: Mapping[str, Latest], seen_live: Mapping[str, Set[str]], timeframe: str
+) -> list[bytes]:
+    """Snapshot messages per symbol (display name), minus those a live message already
+    superseded while the snapshot was read: ``seen_live[name]`` holds the series (``tick``,
+    ``bar:1m``...) that arrived live meanwhile, and newer must not be followed by older."""
+    out: list[bytes] = []
+    for name, value in values.items():
+        fresh = seen_live.get(name, frozenset())
+        if value.tick is not None and "tick" not in fresh:
+            out.append(protocol.snapshot("tick", name, value.tick))
+        if value.bar is not None and f"bar:{timeframe}" not in fresh:
+            out.append(protocol.snapshot("bar", name, value.bar))
+    return out
 
 
 async def latest_values(

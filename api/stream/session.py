@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 
 from api.db import describe_failure
 from api.stream import frames, protocol
-from api.stream.latest import latest_values
+from api.stream.latest import latest_values, snapshot_messages
 from api.stream.protocol import (
     GetLatest,
     LiveMessage,
@@ -53,6 +53,7 @@ _UNKNOWN_HINT = (
     "(EXCHANGE:TRADINGSYMBOL, NSE by default) or run the instruments sync"
 )
 _ids = itertools.count(1)
+CLOSE_INTERNAL_ERROR = 1011
 WRITE_BATCH_BYTES = 64 * 1024  # about the transport's write-buffer high-water mark
 
 
@@ -136,6 +137,9 @@ class ClientSession:
                     stats.count_sent(entry.kind)
         except _CLOSED:
             pass  # the reader sees the close too and cleans up
+        except Exception:  # a bug: better a closed connection than a silent one
+            log.exception("stream: writer of client %s failed", self.id)
+            self.close(CLOSE_INTERNAL_ERROR, "internal error")
 
     # ---- incoming ---------------------------------------------------------------------
 
@@ -248,13 +252,9 @@ class ClientSession:
                 ) from None
             finally:
                 seen, self._awaiting = self._awaiting, None
-        bar_series = f"bar:{self.options.snapshot_timeframe}"
-        for symbol, name in zip(request.symbols, names, strict=True):
-            value, fresh = values[symbol], seen[name]
-            if value.tick is not None and "tick" not in fresh:
-                self.reply(protocol.snapshot("tick", name, value.tick), "tick")
-            if value.bar is not None and bar_series not in fresh:
-                self.reply(protocol.snapshot("bar", name, value.bar), "bar")
+        by_name = {s.display: values[s] for s in request.symbols}
+        for message in snapshot_messages(by_name, seen, self.options.snapshot_timeframe):
+            self.reply(message, "snapshot")
 
     def _unsubscribe(self, request: Unsubscribe) -> None:
         names = [s.display for s in request.symbols]
