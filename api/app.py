@@ -13,6 +13,7 @@ from sanic import Sanic
 
 from api.auth import install_auth
 from api.cors import install_cors
+from api.dashboard import routes as dashboard
 from api.db import register_pool_listeners
 from api.errors import register_error_handlers
 from api.instrumentation import install_instrumentation
@@ -67,6 +68,7 @@ def create_app(
     app.blueprint(health.bp)
     app.blueprint(metrics.bp)
     app.blueprint(docs.bp)
+    app.blueprint(dashboard.bp)  # GET / (web dashboard) and /dashboard/*
     # WS /stream/ws: the streaming hub's blueprint, and its LISTEN connection in a
     # before_server_start listener of its own (both registered by api.stream).
     from api.stream import install_stream

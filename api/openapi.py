@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.dashboard.openapi import DASHBOARD_PATHS
+from api.dashboard.openapi import TAG_INFO as DASHBOARD_TAG
 from api.formats import MEDIA_TYPES
 from api.params import DEFAULT_LIMIT, MAX_LIMIT
 from market_bridge.kite.models import MODES
@@ -290,6 +292,7 @@ SCHEMAS: dict[str, Schema] = {
                       "description": "members per movers list (default 10)"},
         },
         "additionalProperties": False,
+        "oneOf": [{"required": ["watchlists"]}, {"required": ["names"]}],  # one, not both
         "examples": [{"watchlists": ["IT", "PHARMA"]}],
     },
     "MergeResponse": obj({"watchlists": STRINGS, "count": INTEGER, "symbols": STRINGS}),
@@ -374,8 +377,13 @@ SCHEMAS: dict[str, Schema] = {
     "Subscription": {
         "type": "object",
         "description": 'any of {"symbols": [...]}, {"watchlist": "..."}, {"watchlists": [...]}',
-        "properties": {"symbols": STRINGS, "watchlist": STRING, "watchlists": STRINGS},
-        "minProperties": 1,
+        "properties": {"symbols": STRINGS, "watchlist": {"type": "string", "minLength": 1},
+                       "watchlists": STRINGS},
+        "anyOf": [  # at least one symbol or watchlist
+            {"required": ["symbols"], "properties": {"symbols": {"minItems": 1}}},
+            {"required": ["watchlist"]},
+            {"required": ["watchlists"], "properties": {"watchlists": {"minItems": 1}}},
+        ],
         "additionalProperties": False,
         "examples": [{"symbols": ["RELIANCE", "TCS"]}, {"watchlist": "NIFTY50"},
                      {"watchlists": ["IT", "PHARMA"]}],
@@ -402,11 +410,13 @@ SCHEMAS: dict[str, Schema] = {
     },
     "Credentials": {
         "type": "object",
-        "properties": {"api_key": STRING, "access_token": {"type": "string", "writeOnly": True}},
+        "properties": {"api_key": {"type": "string", "minLength": 1},
+                       "access_token": {"type": "string", "minLength": 1, "writeOnly": True}},
         "minProperties": 1,
         "additionalProperties": False,
     },
-    "ModeRequest": obj({"mode": {"type": "string", "enum": list(MODES)}}),
+    "ModeRequest": obj({"mode": {"type": "string", "enum": list(MODES)}},
+                       additionalProperties=False),
     "Deleted": obj({"deleted": nullable("string")}),
     "Health": obj(
         {
@@ -527,8 +537,8 @@ def post(summary: str, description: str, params: list[str], body: str | None,
     return {method: op}
 
 
-def _bars_content() -> Schema:
-    content: Schema = {"application/json": {"schema": ref("BarsResponse")}}
+def _bars_content(schema: str = "BarsResponse") -> Schema:
+    content: Schema = {"application/json": {"schema": ref(schema)}}
     described = {
         "csv": "header row, timestamps as RFC 3339 with +05:30",
         "parquet": "typed columns (timestamp[us, tz=Asia/Kolkata]); symbol, exchange and "
@@ -563,7 +573,9 @@ PATHS: dict[str, Schema] = {
         "Bars of the current trading day",
         "Bars of the current IST trading day: today, or the last trading day on a "
         "weekend/holiday. Same formats as /bars.",
-        ["symbol", "timeframe", "limit", "format"], ok("TodayResponse") | READ_ERRORS, T_INTRADAY,
+        ["symbol", "timeframe", "limit", "format"],
+        {"200": {"description": "bars", "content": _bars_content("TodayResponse")}} | READ_ERRORS,
+        T_INTRADAY,
     ),
     "/intraday/stats/{symbol}": get(
         "OHLCV statistics",
@@ -727,8 +739,9 @@ def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
             {"name": T_WATCH, "description": "predefined and dynamic watchlists"},
             {"name": T_COLL, "description": "collector control plane"},
             {"name": T_OPS, "description": "health, metrics, documentation"},
+            DASHBOARD_TAG,
         ],
-        "paths": PATHS,
+        "paths": PATHS | DASHBOARD_PATHS,
         "components": {
             "schemas": SCHEMAS,
             "parameters": PARAMETERS,

@@ -39,12 +39,15 @@ def setup(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only what changes."),
     browser: bool = typer.Option(True, help="Also install Chromium for browser tests."),
 ) -> None:
-    """Install what the system needs: Debian packages, TimescaleDB, the DB's OS user."""
+    """Install what the system needs: Debian packages, TimescaleDB, the DB's OS user,
+    Chromium, the dashboard's chart library."""
     env = dict(os.environ, MB_QUIET="1" if quiet else "0", MB_WITH_BROWSER="1" if browser else "0")
-    proc = subprocess.run(["bash", str(INSTALL_SCRIPT)], env=env, check=False)
-    if proc.returncode != 0:
-        err.print("[red]setup failed[/red]: see the messages above")
-        raise typer.Exit(proc.returncode)
+    # System packages, TimescaleDB and Chromium; then the dashboard's chart library (npm).
+    for script in (INSTALL_SCRIPT, INSTALL_SCRIPT.with_name("install_web.sh")):
+        proc = subprocess.run(["bash", str(script)], env=env, check=False)
+        if proc.returncode != 0:
+            err.print(f"[red]setup failed[/red] in {script.name}: see the messages above")
+            raise typer.Exit(proc.returncode)
     if not quiet:
         console.print("setup: everything is installed")
 
