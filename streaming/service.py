@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import signal
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 # The simulator's defaults (market_bridge.kite.simulator.config); repeated here so that the
 # service does not import the simulator. Used only when KITE_WS_ROOT points at it.
 SIMULATOR_CREDENTIALS = Credentials("mb_sim_key", "mb_sim_token")
+
+
+_INSTANCE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 class SpoolInUse(RuntimeError):
@@ -63,9 +67,12 @@ class StreamingConfig:
         MB_HOME) and collectors.yaml. Each concurrently running process needs its own
         ``instance`` name: it names the disk spool. ``replay_feed``: the feed replays a
         past day (simulator ``--replay``), so old exchange timestamps are expected."""
+        if not _INSTANCE.match(instance):
+            raise ValueError(f"instance name {instance!r}: use 1-64 letters, digits, '_', '.', '-'")
         settings = settings or load_settings()
         simulator = bool(os.environ.get("KITE_WS_ROOT"))
-        ws_root = kite_credentials.ws_root()
+        # (the env var first: kite_credentials.ws_root() imports kiteconnect, which is slow)
+        ws_root = os.environ.get("KITE_WS_ROOT") or kite_credentials.ws_root()
         collector = CollectorOptions(max_tick_age=None) if replay_feed else CollectorOptions()
         return cls(
             dsn=dsn or database_url(settings),

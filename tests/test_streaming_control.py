@@ -129,13 +129,13 @@ def test_without_credentials_a_collector_reports_no_credentials(
 
 @contextmanager
 def stream_process(dsn: str, sim: Simulator, home: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``market-bridge stream`` in a subprocess (the CLI command function, run directly)."""
+    """``market-bridge stream`` in a subprocess."""
     env = dict(os.environ, DATABASE_URL=dsn, KITE_WS_ROOT=sim.ws_url, MB_HOME=str(home))
     for name in ("MB_COLLECTORS_CONFIG", "ZERODHA_API_KEY", "ZERODHA_ACCESS_TOKEN"):
         env.pop(name, None)  # collectors.yaml from MB_HOME (if any), simulator credentials
     log = (home / "stream.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "market_bridge.cli.stream"], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    argv = [sys.executable, "-m", "market_bridge.cli.main", "stream"]  # = market-bridge stream
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         yield proc
     finally:

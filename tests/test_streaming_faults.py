@@ -1,16 +1,27 @@
-"""Kite feed faults injected into the real simulator (POST /sim/faults): each one is seen,
-reconnected from, resubscribed, counted, recorded as a feed gap and announced live."""
+"""Faults: Kite feed faults injected into the real simulator (POST /sim/faults) are seen,
+reconnected from, counted, recorded as feed gaps and announced live; a database outage
+stops neither collection nor ownership and loses no tick."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
+import pytest
 
+from market_bridge.db.cluster import LocalCluster
+from market_bridge.db.migrate import migrate
 from market_bridge.kite.simulator import running_simulator
 
+from .conftest import free_port
 from .test_streaming_support import (
     change_collector,
     create_collector,
@@ -105,5 +116,69 @@ def test_drop_stall_garbage_and_token_expiry(db_url: str, tmp_path: Path) -> Non
                 await wait_for(announced, timeout=3, what="feed_restored after auth_failed")
                 rows = await fetch(db_url, "SELECT reason FROM md.feed_gaps ORDER BY id")
                 assert rows[-1][0] == "auth_failed"
+
+    asyncio.run(go())
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[LocalCluster]:
+    """A cluster of our own, because this test stops and starts it (cleanly: "fast", so the
+    throwaway settings lose nothing that was committed)."""
+    base = Path(tempfile.mkdtemp(prefix="mb-test-stream-outage-"))
+    if os.geteuid() == 0:
+        e = pwd.getpwnam(os.environ.get("MB_DB_OS_USER", "marketbridge"))
+        os.chown(base, e.pw_uid, e.pw_gid)
+    cluster = LocalCluster(base / "data", free_port(), log_file=base / "pg.log", fast_unsafe=True)
+    cluster.start()
+    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE mb")
+    migrate(cluster.dsn("mb"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop(mode="immediate")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_database_outage_collection_goes_on_and_no_tick_is_lost(
+    own_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    dsn = own_cluster.dsn("mb")
+
+    async def stored() -> int:
+        rows = await fetch(dsn, "SELECT count(*) FROM md.tick_data")
+        return int(rows[0][0])
+
+    async def go() -> None:
+        async with running_simulator(port=0, tick_rate=4) as sim:
+            await load_sim_instruments(dsn, sim)
+            async with running_service(service_config(dsn, sim, tmp_path / "spool")) as service:
+                await create_collector(dsn, "steady", symbols=SYMBOLS, mode="full")
+                await wait_for(stored, what="ticks stored")
+                collector = service.manager.owned["steady"]
+                await asyncio.to_thread(own_cluster.stop, "fast")
+                received = collector.metrics.ticks_received
+                await asyncio.sleep(2.0)
+                # the feed is still collected; live messages are dropped, not queued
+                assert collector.metrics.ticks_received > received + 10
+                assert service.publisher.metrics.dropped > 0
+                assert not service.writer.metrics.db_up
+                await asyncio.to_thread(own_cluster.start)
+
+                async def caught_up() -> bool:
+                    return await stored() == collector.metrics.ticks_received
+
+                await wait_for(caught_up, timeout=10, what="every received tick stored")
+                assert service.manager.owned.keys() == {"steady"}  # ownership kept
+
+                async def fresh_heartbeat() -> bool:
+                    rows = await fetch(dsn, "SELECT now() - heartbeat_at < interval '1 second' "
+                                            "FROM md.collector_status")  # fmt: skip
+                    return bool(rows and rows[0][0])
+
+                await wait_for(fresh_heartbeat, timeout=5, what="heartbeats again")
+                assert service.publisher.metrics.db_up or await wait_for(
+                    lambda: asyncio.sleep(0.1, service.publisher.metrics.db_up), timeout=3
+                )
 
     asyncio.run(go())

@@ -1,8 +1,8 @@
 """`market-bridge stream`: run the streaming service (collectors) in the foreground.
 
 For systemd and the like: it runs until SIGTERM/SIGINT, then stops the collectors and
-flushes storage and live messages before exiting. The lead wires ``stream`` into main.py
-(``app.command("stream")(stream)``); ``python -m market_bridge.cli.stream`` runs it alone.
+flushes storage and live messages before exiting. main.py registers ``stream`` as the
+``stream`` subcommand; ``python -m market_bridge.cli.stream`` runs it alone.
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ def stream(
     except ConfigError as exc:
         console.print(f"[red]error[/red]: {escape(str(exc))}")
         raise typer.Exit(1) from None
+    except ValueError as exc:  # a bad --instance
+        console.print(f"[red]error[/red]: --instance: {escape(str(exc))}")
+        raise typer.Exit(2) from None
     service = StreamingService(cfg)
     collectors = cfg.collectors.names if cfg.collectors else []
     console.print(

@@ -37,6 +37,7 @@ import psycopg
 from psycopg import sql
 
 from market_bridge.collect import control
+from market_bridge.collect.aio import cancel_requested
 from market_bridge.collect.collector import (
     Collector,
     CollectorOptions,
@@ -116,7 +117,7 @@ class CollectorManager:
         self._listen_task = asyncio.create_task(self._listen(), name="collectors-listen")
         next_reconcile = next_heartbeat = 0.0
         try:
-            while True:
+            while not cancel_requested():
                 now = time.monotonic()
                 timeout = max(0.0, min(next_reconcile, next_heartbeat) - now)
                 with contextlib.suppress(TimeoutError):
@@ -130,6 +131,7 @@ class CollectorManager:
                 if now >= next_heartbeat:
                     await self._step(self._heartbeat)
                     next_heartbeat = time.monotonic() + self.options.heartbeat_interval
+            raise asyncio.CancelledError  # a cancellation that an await swallowed
         finally:
             task, self._listen_task = self._listen_task, None
             task.cancel()
