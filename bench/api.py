@@ -1,0 +1,728 @@
+"""REST API latency and throughput on a year of 1m bars, against the same SQL run directly.
+
+    .venv/bin/python bench/api.py [--symbols 50] [--days 365] [--duration 10]
+                                  [--concurrency 1,16] [--workers 1,2] [--client raw|httpx]
+                                  [--load-connections 2] [--database-url URL]
+    .venv/bin/python bench/api.py --symbols 5 --days 30 --duration 3 --workers 1   # quick
+
+Set-up: unless ``--database-url`` (default: ``DATABASE_URL``) is given, a throwaway
+TimescaleDB cluster in a temp dir (fsync off, as the tests' cluster), migrated. With a
+URL, the bench symbols' 1m bars in the loaded window are DELETED and replaced: point it at
+a scratch database. Bars: every NSE trading minute (``market.calendar``: 375 a normal day)
+of the trading days in the last ``--days`` calendar days before today, for ``--symbols``
+symbols (NIFTY50 members first): 50 x ~250 x 375 = ~4.7 million rows. Generated with numpy
+(a random walk per symbol) straight into PostgreSQL's binary COPY format, loaded over
+``--load-connections`` connections; the load rate is printed (rows/s and MiB/s of COPY
+data; it includes both indexes and chunk routing), then ``ANALYZE``.
+
+Measured, for each ``--workers`` count: the API (``api.server.serve(workers=W)``, the
+production entry point, in a subprocess), driven from a SECOND process (asyncio, one
+keep-alive connection per request in flight: a minimal HTTP/1.1 client by default, which
+takes a fraction of httpx's CPU per request, or ``--client httpx`` for ``httpx.AsyncClient``;
+``--concurrency`` requests in flight, symbols round robin; each concurrency level in turn: 1 gives the latency of a request
+alone, 16 that of a loaded server, where queueing adds to it) for ``--duration`` seconds
+per endpoint, after a warm-up (see below):
+
+    bars          GET /intraday/bars/SYM?limit=1000       the latest 1000 bars, JSON
+    latest        GET /intraday/latest/SYM
+    completeness  GET /intraday/completeness/SYM?from=D&to=D   (D: the last loaded day)
+
+Baseline, in the same run and also from a second process: the database work of each
+endpoint (the same ``market_bridge.queries`` functions, so the same SQL and row decoding:
+the symbol check, then the bars / latest bar / bar labels of day D) on the pool one API
+worker has (``api.db.make_pool`` with the default ``ApiOptions``: 1..10 connections), same
+concurrency, duration and warm-up. API / baseline = what HTTP, Sanic, validation, the
+calendar and JSON encoding add to the database work.
+
+Warm-up: at least 1 s and ``WARM_CALLS`` (20) requests per client task, so that every
+pooled connection has run each statement more than ~11 times: psycopg prepares a
+statement on its 5th execution, and PostgreSQL may use a generic plan for a prepared
+statement after 5 custom plans (it does for these queries). Until then each query is
+planned afresh, which over a hypertable of ~250 daily chunks costs tens of ms (the printed
+EXPLAIN figures show it); the steady state of a long-running server is measured, not the
+first requests of its connections.
+
+Latency is per request (send to last body byte) in the client process, counted for the
+requests that start and end inside the measured window; requests/s = those / duration.
+CPU columns: seconds used during the window by the API processes, PostgreSQL (local
+cluster only) and the client process, as % of one core; on a small machine all three
+share the cores, so a busy client inflates the latencies it measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import multiprocessing as mp
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from array import array
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+# This file is bench/api.py: the repository root goes first, so that "import api" finds
+# the package and not this script.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+import numpy as np
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from api.db import make_pool
+from api.options import ApiOptions
+from market_bridge.db.cluster import LocalCluster
+from market_bridge.db.migrate import migrate
+from market_bridge.kite.models import IST
+from market_bridge.market.calendar import TradingCalendar, expected_bar_starts
+from market_bridge.market.timeframes import TIMEFRAMES
+
+ROOT = Path(__file__).resolve().parents[1]
+ENDPOINTS = ("bars", "latest", "completeness")
+WARM_CALLS = 20
+TARGET_P95_MS = 20.0
+BASELINE = "baseline SQL"
+PG_EPOCH_US = 946_684_800 * 1_000_000
+IST_OFFSET_US = 19_800 * 1_000_000  # 2000-01-01T00:00:00Z in Unix microseconds
+COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
+COLUMNS = ("exchange", "symbol", "instrument_token", "bar_timestamp", "timeframe", "open",
+           "high", "low", "close", "volume", "trades_count", "vwap", "provenance",
+           "revision")  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---- database ----------------------------------------------------------------------
+
+
+@dataclass
+class Database:
+    dsn: str
+    postgres_pid: int | None  # the local cluster's postmaster (for its CPU), else None
+
+
+@contextmanager
+def database(url: str | None) -> Iterator[Database]:
+    if url:
+        migrate(url)
+        yield Database(url, None)
+        return
+    base = Path(tempfile.mkdtemp(prefix="mb-bench-api-"))
+    os_user = os.environ.get("MB_DB_OS_USER", "marketbridge")
+    if os.geteuid() == 0:  # the server runs as the unprivileged user, as in the tests
+        entry = pwd.getpwnam(os_user)
+        os.chown(base, entry.pw_uid, entry.pw_gid)
+    cluster = LocalCluster(data_dir=base / "data", port=free_port(), os_user=os_user,
+                           log_file=base / "postgres.log", fast_unsafe=True)  # fmt: skip
+    try:
+        status = cluster.start()
+        with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE mb_bench")
+        dsn = cluster.dsn("mb_bench")
+        migrate(dsn)
+        yield Database(dsn, status.pid)
+    finally:
+        cluster.stop(mode="immediate")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def bench_symbols(n: int) -> list[str]:
+    from market_bridge.watchlists import get_watchlist
+
+    names: list[str] = []
+    for wl in ("NIFTY50", "NIFTYNEXT50"):
+        names += [s for s in get_watchlist(wl).symbols if s not in names and ":" not in s]
+    names += [f"BENCH{i:04d}" for i in range(max(0, n - len(names)))]
+    return names[:n]
+
+
+def trading_minutes(calendar: TradingCalendar, days: int) -> tuple[np.ndarray, date]:
+    """Unix microseconds of every 1m bar label of the trading days in the last ``days``
+    calendar days before today, and the last of those days."""
+    last = calendar.previous_trading_day(datetime.now(IST).date())
+    first = last - timedelta(days=days - 1)
+    start = datetime.combine(first, datetime.min.time(), IST)
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), IST)
+    stamps = expected_bar_starts(calendar, TIMEFRAMES["1m"], start, end)
+    unix_us = np.array([int(ts.timestamp()) * 1_000_000 for ts in stamps], dtype=np.int64)
+    return unix_us, last
+
+
+def copy_rows(symbol: str, token: int, unix_us: np.ndarray, rng: np.random.Generator) -> bytes:
+    """One symbol's bars as PostgreSQL binary COPY tuples (no header or trailer).
+
+    Every tuple of a symbol has the same layout (fixed-width fields; the text fields have
+    the same length), so the tuples are one numpy structured array, big-endian.
+    """
+    n = len(unix_us)
+    sym = symbol.encode()
+    layout: list[tuple[str, str]] = [("nfields", ">i2")]
+    text = {"exchange": 3, "symbol": len(sym), "timeframe": 2, "provenance": 10}
+    kinds = {"instrument_token": ">i8", "bar_timestamp": ">i8", "open": ">f8", "high": ">f8",
+             "low": ">f8", "close": ">f8", "volume": ">i8", "trades_count": ">i4",
+             "vwap": ">f8", "revision": ">i4"}  # fmt: skip
+    for col in COLUMNS:
+        layout += [(f"{col}_len", ">i4"), (col, f"S{text[col]}" if col in text else kinds[col])]
+    rows = np.empty(n, dtype=np.dtype(layout))
+    rows["nfields"] = len(COLUMNS)
+    for col in COLUMNS:
+        rows[f"{col}_len"] = text[col] if col in text else np.dtype(kinds[col]).itemsize
+    rows["exchange"], rows["symbol"], rows["timeframe"] = b"NSE", sym, b"1m"
+    rows["provenance"], rows["revision"] = b"historical", 0
+    rows["instrument_token"] = token
+    rows["bar_timestamp"] = unix_us - PG_EPOCH_US
+
+    # A random walk: ~0.05 % per minute, 2 decimals.
+    close = rng.uniform(100, 5000) * np.exp(np.cumsum(rng.normal(0, 5e-4, n)))
+    open_ = np.concatenate(([close[0]], close[:-1]))
+    spread = np.abs(rng.normal(0, 3e-4, (2, n)))
+    high = np.maximum(open_, close) * (1 + spread[0])
+    low = np.minimum(open_, close) * (1 - spread[1])
+    volume = rng.integers(100, 50_000, n)
+    rows["open"], rows["close"] = np.round(open_, 2), np.round(close, 2)
+    rows["high"], rows["low"] = np.round(high, 2), np.round(low, 2)
+    rows["volume"] = volume
+    rows["trades_count"] = np.maximum(1, volume // rng.integers(20, 200, n))
+    rows["vwap"] = np.round((high + low + close) / 3, 2)
+    return rows.tobytes()
+
+
+@dataclass
+class LoadStats:
+    rows: int
+    nbytes: int
+    seconds: float
+    analyze_seconds: float
+    table_mib: float
+
+
+def load_bars(dsn: str, symbols: list[str], unix_us: np.ndarray, connections: int) -> LoadStats:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            """INSERT INTO md.instruments (exchange, tradingsymbol, instrument_token, name,
+                   instrument_type, segment)
+               SELECT 'NSE', s, 900000 + i, s, 'EQ', 'NSE'
+               FROM unnest(%s::text[]) WITH ORDINALITY AS u (s, i)
+               ON CONFLICT DO NOTHING""",
+            (symbols,),
+        )
+        bounds = [datetime.fromtimestamp(int(x) / 1e6, IST) for x in (unix_us[0], unix_us[-1])]
+        conn.execute(
+            """DELETE FROM md.intraday_bars WHERE exchange = 'NSE' AND timeframe = '1m'
+               AND symbol = ANY(%s) AND bar_timestamp BETWEEN %s AND %s""",
+            (symbols, *bounds),
+        )
+    statement = f"COPY md.intraday_bars ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+    sent = [0]
+    lock = threading.Lock()
+
+    def one_connection(part: list[tuple[int, str]]) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for i, sym in part:
+                data = copy_rows(sym, 900_000 + i, unix_us, np.random.default_rng(i))
+                with conn.cursor() as cur, cur.copy(statement) as copy:
+                    copy.write(COPY_SIGNATURE)
+                    for k in range(0, len(data), 1 << 20):
+                        copy.write(data[k : k + (1 << 20)])
+                    copy.write(COPY_TRAILER)
+                with lock:
+                    sent[0] += len(data)
+
+    indexed = list(enumerate(symbols, start=1))
+    parts = [indexed[k::connections] for k in range(connections)]
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(connections) as pool:
+        for future in [pool.submit(one_connection, p) for p in parts if p]:
+            future.result()
+    seconds = time.perf_counter() - t0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        t1 = time.perf_counter()
+        conn.execute("ANALYZE md.intraday_bars")
+        analyze = time.perf_counter() - t1
+        row = conn.execute("SELECT hypertable_size('md.intraday_bars')").fetchone()
+    size = float(row[0]) / 2**20 if row and row[0] is not None else float("nan")
+    return LoadStats(len(unix_us) * len(symbols), sent[0], seconds, analyze, size)
+
+
+def explain(dsn: str, symbol: str, day: date) -> list[str]:
+    """Planning and execution time of each query the endpoints run (one symbol, warm)."""
+    from market_bridge.queries import query
+
+    start = datetime.combine(day, datetime.min.time(), IST)
+    key = {"exchange": "NSE", "symbol": symbol, "timeframe": "1m"}
+    queries: list[tuple[str, str, dict[str, Any]]] = [
+        ("symbols.sql", "known_symbols", {"exchanges": ["NSE"], "symbols": [symbol]}),
+        ("bars.sql", "bars_in_range", key | {"start": None, "end": None, "limit": 1000}),
+        ("bars.sql", "latest_bar", key),
+        ("bars.sql", "bar_starts", key | {"start": start, "end": start + timedelta(days=1)}),
+    ]
+    out = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET TimeZone = 'Asia/Kolkata'")
+        chunks = conn.execute(
+            "SELECT count(*) FROM timescaledb_information.chunks"
+            " WHERE hypertable_schema = 'md' AND hypertable_name = 'intraday_bars'"
+        ).fetchone()
+        out.append(f"md.intraday_bars: {chunks[0] if chunks else '?'} chunks")
+        for filename, name, params in queries:
+            sql = query(filename, name)
+            conn.execute(sql, params).fetchall()  # warm
+            plan = [r[0] for r in conn.execute(f"EXPLAIN (ANALYZE, SUMMARY) {sql}", params)]
+            times = {ln.split(":")[0].strip(): ln.split(":")[1].strip() for ln in plan
+                     if ln.startswith(("Planning Time", "Execution Time"))}  # fmt: skip
+            out.append(f"{name}: planning {times.get('Planning Time')}, "
+                       f"execution {times.get('Execution Time')}")  # fmt: skip
+    return out
+
+
+# ---- the API -----------------------------------------------------------------------
+
+
+@contextmanager
+def api_server(dsn: str, workers: int, log: Path) -> Iterator[tuple[str, int]]:
+    """(base URL, pid) of ``serve(workers=...)`` in a subprocess, once it answers."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env |= {"DATABASE_URL": dsn, "MB_API_HOST": "127.0.0.1", "MB_API_PORT": str(port)}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", f"from api.server import serve; serve(workers={workers})"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the API did not start; see {log}:\n{log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{base}/health", timeout=2, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        # Every worker must be serving before the first measurement (the warm-up of each
+        # run spreads connections over them): give the slower ones time to start.
+        time.sleep(1.0 if workers > 1 else 0)
+        yield base, proc.pid
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU of a process tree (/proc; Linux)."""
+    if pid is None:
+        return float("nan")
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        kids = [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return kids + [g for k in kids for g in _children(k)]
+
+
+# ---- load (its own process) --------------------------------------------------------
+
+
+@dataclass
+class LoadSpec:
+    endpoint: str
+    symbols: list[str]
+    day: date
+    concurrency: int
+    duration: float
+    target: str = "api"  # or "sql" (the baseline)
+    client: str = "raw"  # api: "raw" (RawHttp) or "httpx"
+    warmup: float = 1.0  # seconds, and at least WARM_CALLS requests by every client task
+    base: str = ""  # api
+    dsn: str = ""  # sql
+
+
+@dataclass
+class LoadResult:
+    latencies_us: bytes = b""  # array("q")
+    requests: int = 0
+    errors: int = 0
+    error_sample: list[str] = field(default_factory=list)
+    body_bytes: int = 0
+    elapsed: float = 0.0
+    client_cpu: float = 0.0
+
+
+def api_path(endpoint: str, symbol: str, day: date) -> str:
+    sym = quote(symbol, safe="")
+    if endpoint == "bars":
+        return f"/intraday/bars/{sym}?limit=1000"
+    if endpoint == "latest":
+        return f"/intraday/latest/{sym}"
+    return f"/intraday/completeness/{sym}?from={day}&to={day}"
+
+
+class RawHttp:
+    """One keep-alive HTTP/1.1 connection that sends GETs and reads Content-Length bodies:
+    a fraction of httpx's CPU per request, so that the client takes less of the cores it
+    shares with the server (``--client httpx`` to compare)."""
+
+    def __init__(self, base: str) -> None:
+        hostport = base.removeprefix("http://").rstrip("/")
+        host, _, port = hostport.rpartition(":")
+        self.host, self.port = host, int(port)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        if self.writer is None or self.reader is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        request = f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n\r\n"
+        self.writer.write(request.encode())
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            status = int(lines[0].split(b" ", 2)[1])
+            length, close = 0, False
+            for line in lines[1:]:
+                name, _, value = line.partition(b":")
+                key = name.strip().lower()
+                if key == b"content-length":
+                    length = int(value)
+                elif key == b"transfer-encoding":
+                    raise RuntimeError("chunked answers are not supported: use --client httpx")
+                elif key == b"connection" and value.strip().lower() == b"close":
+                    close = True
+            body = await self.reader.readexactly(length)
+        except BaseException:
+            self.close()
+            raise
+        if close:
+            self.close()
+        return status, body
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def load_process(spec: LoadSpec, measuring: Any, done: Any, results: Any) -> None:
+    results.put(asyncio.run(_load(spec, measuring, done)))
+
+
+async def _load(spec: LoadSpec, measuring: Any, done: Any) -> LoadResult:
+    if spec.target == "api" and spec.client == "httpx":
+        limits = httpx.Limits(max_connections=spec.concurrency,
+                              max_keepalive_connections=spec.concurrency)  # fmt: skip
+        async with httpx.AsyncClient(base_url=spec.base, timeout=30, limits=limits,
+                                     trust_env=False) as client:  # fmt: skip
+
+            async def call(i: int, symbol: str) -> tuple[bool, int, str]:
+                r = await client.get(api_path(spec.endpoint, symbol, spec.day))
+                return r.status_code == 200, len(r.content), f"{r.status_code} {r.text[:200]}"
+
+            return await _drive(spec, call, measuring, done)
+    if spec.target == "api":
+        conns = [RawHttp(spec.base) for _ in range(spec.concurrency)]
+
+        async def raw_call(i: int, symbol: str) -> tuple[bool, int, str]:
+            status, body = await conns[i].get(api_path(spec.endpoint, symbol, spec.day))
+            return status == 200, len(body), f"{status} {body[:200]!r}"
+
+        try:
+            return await _drive(spec, raw_call, measuring, done)
+        finally:
+            for c in conns:
+                c.close()
+    # The pool one API worker has (api.db.make_pool, the default ApiOptions): same sizes,
+    # same per-connection set-up.
+    options = ApiOptions()
+    pool = make_pool(spec.dsn, min_size=options.pool_min_size, max_size=options.pool_max_size,
+                     timeout=options.pool_timeout)  # fmt: skip
+    await pool.open(wait=True)
+    try:
+        return await _drive(spec, _sql_call(spec, pool), measuring, done)
+    finally:
+        await pool.close()
+
+
+def _sql_call(
+    spec: LoadSpec, pool: AsyncConnectionPool
+) -> Callable[[int, str], Awaitable[tuple[bool, int, str]]]:
+    """What each endpoint asks the database (same query functions as the API)."""
+    from market_bridge.market.symbols import Symbol
+    from market_bridge.queries import bars, symbols
+
+    start = datetime.combine(spec.day, datetime.min.time(), IST)
+    end = start + timedelta(days=1)
+
+    async def call(i: int, symbol: str) -> tuple[bool, int, str]:
+        async with pool.connection() as conn:
+            known = await symbols.is_known(conn, Symbol("NSE", symbol))
+            if spec.endpoint == "bars":
+                rows = await bars.bars_in_range(conn, "NSE", symbol, "1m", None, None, 1000)
+                return known and len(rows) == 1000, 0, f"{len(rows)} bars"
+            if spec.endpoint == "latest":
+                row = await bars.latest_bar(conn, "NSE", symbol, "1m")
+                return known and row is not None, 0, "no bar"
+            starts = await bars.bar_starts(conn, "NSE", symbol, "1m", start, end)
+            return known and len(starts) > 0, 0, "no bars"
+
+    return call
+
+
+async def _drive(
+    spec: LoadSpec,
+    call: Callable[[int, str], Awaitable[tuple[bool, int, str]]],
+    measuring: Any,
+    done: Any,
+) -> LoadResult:
+    result = LoadResult()
+    latencies = array("q")
+    counter = itertools.count()
+    window = [float("inf"), float("inf")]  # perf_counter bounds of the measured window
+    calls = [0] * spec.concurrency
+    warmed = asyncio.Event()
+    stop = False
+
+    async def worker(i: int) -> None:
+        while not stop:
+            symbol = spec.symbols[next(counter) % len(spec.symbols)]
+            t0 = time.perf_counter()
+            try:
+                ok, nbytes, detail = await call(i, symbol)
+            except Exception as exc:  # counted, and the run goes on
+                ok, nbytes, detail = False, 0, f"{type(exc).__name__}: {exc}"
+            t1 = time.perf_counter()
+            calls[i] += 1
+            if calls[i] == WARM_CALLS and min(calls) >= WARM_CALLS:
+                warmed.set()
+            if window[0] <= t0 and t1 <= window[1]:
+                latencies.append(int((t1 - t0) * 1e6))
+                result.body_bytes += nbytes
+                if not ok:
+                    result.errors += 1
+                    if len(result.error_sample) < 3:
+                        result.error_sample.append(f"{symbol}: {detail}")
+
+    tasks = [asyncio.create_task(worker(i)) for i in range(spec.concurrency)]
+    # Warm-up (module docstring): every pooled connection past its statements' first,
+    # freshly planned executions.
+    await asyncio.sleep(spec.warmup)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(warmed.wait(), 120)
+    measuring.set()
+    cpu0, window[0] = time.process_time(), time.perf_counter()
+    window[1] = window[0] + spec.duration
+    await asyncio.sleep(spec.duration)
+    result.client_cpu = time.process_time() - cpu0
+    result.elapsed = time.perf_counter() - window[0]
+    done.set()
+    stop = True
+    await asyncio.gather(*tasks)
+    result.latencies_us = latencies.tobytes()
+    result.requests = len(latencies)
+    return result
+
+
+# ---- runs and report ---------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    label: str
+    endpoint: str
+    concurrency: int
+    result: LoadResult
+    api_cpu: float
+    db_cpu: float
+
+    def lat_ms(self) -> list[float]:
+        a = array("q")
+        a.frombytes(self.result.latencies_us)
+        return sorted(x / 1000 for x in a)
+
+    def pct(self, q: float) -> float:
+        lat = self.lat_ms()
+        return lat[min(len(lat) - 1, round(q * (len(lat) - 1)))] if lat else float("nan")
+
+    def rate(self) -> float:
+        return self.result.requests / self.result.elapsed if self.result.elapsed else 0.0
+
+
+def run_load(spec: LoadSpec, api_pid: int | None, db: Database) -> tuple[LoadResult, float, float]:
+    """The load process's result, and the API's and PostgreSQL's CPU seconds meanwhile."""
+    ctx = mp.get_context("spawn")
+    measuring, done, results = ctx.Event(), ctx.Event(), ctx.Queue()
+    proc = ctx.Process(target=load_process, args=(spec, measuring, done, results))
+    proc.start()
+    timeout = spec.warmup + spec.duration + 240
+    if not measuring.wait(timeout):
+        proc.kill()
+        raise SystemExit(f"the load process did not start ({spec.target} {spec.endpoint})")
+    api0, db0 = cpu_seconds(api_pid), cpu_seconds(db.postgres_pid)
+    done.wait(timeout)
+    api1, db1 = cpu_seconds(api_pid), cpu_seconds(db.postgres_pid)
+    result: LoadResult = results.get(timeout=120)
+    proc.join(30)
+    return result, api1 - api0, db1 - db0
+
+
+def sanity_check(base: str, symbol: str, day: date) -> str:
+    with httpx.Client(base_url=base, timeout=30, trust_env=False) as client:
+        bars = client.get(api_path("bars", symbol, day)).json()
+        latest = client.get(api_path("latest", symbol, day)).json()
+        quality = client.get(api_path("completeness", symbol, day)).json()
+    return (f"{symbol}: bars count {bars.get('count')} (last {bars['bars'][-1]['timestamp']}), "
+            f"latest {latest['bar']['timestamp']}, completeness of {day} "
+            f"{quality.get('completeness')} % ({quality.get('actual')}/{quality.get('expected')})")  # fmt: skip
+
+
+def print_table(rows: list[Row]) -> None:
+    print(f"\n{'target':<14} {'endpoint':<13} {'conc':>4} {'req/s':>7} {'p50 ms':>8} "
+          f"{'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>6} {'KiB/req':>7} "
+          f"{'CPU api':>7} {'CPU db':>6} {'CPU client':>10}")  # fmt: skip
+    for r in rows:
+        el = r.result.elapsed or 1.0
+        kib = r.result.body_bytes / 1024 / max(r.result.requests, 1)
+        api = "-" if r.api_cpu != r.api_cpu else f"{r.api_cpu / el:.0%}"
+        dbc = "-" if r.db_cpu != r.db_cpu else f"{r.db_cpu / el:.0%}"
+        print(f"{r.label:<14} {r.endpoint:<13} {r.concurrency:>4} {r.rate():>7,.0f} "
+              f"{r.pct(0.5):>8.2f} {r.pct(0.95):>8.2f} {r.pct(0.99):>8.2f} {r.pct(1.0):>8.2f} "
+              f"{r.result.errors:>6} {kib:>7.1f} {api:>7} {dbc:>6} "
+              f"{r.result.client_cpu / el:>10.0%}")  # fmt: skip
+        for sample in r.result.error_sample:
+            print(f"    error: {sample}")
+    print("(conc = requests in flight; CPU as % of one core during the measured window)")
+
+
+def print_ratios(rows: list[Row]) -> None:
+    base = {(r.endpoint, r.concurrency): r for r in rows if r.label == BASELINE}
+    print(f"\nAPI / baseline (the same SQL on the same pool, from the client process), and the "
+          f"p95 target (<= {TARGET_P95_MS:g} ms):")  # fmt: skip
+    for r in rows:
+        b = base.get((r.endpoint, r.concurrency))
+        if r.label == BASELINE or b is None:
+            continue
+        verdict = "meets" if r.pct(0.95) <= TARGET_P95_MS else "MISSES"
+        print(f"  {r.label:<14} {r.endpoint:<13} conc {r.concurrency:>3}:  "
+              f"p50 x{r.pct(0.5) / b.pct(0.5):.1f}  p95 x{r.pct(0.95) / b.pct(0.95):.1f}  "
+              f"req/s x{r.rate() / b.rate():.2f}   p95 {r.pct(0.95):.1f} ms {verdict} the target")  # fmt: skip
+
+
+def _loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--symbols", type=int, default=50)
+    ap.add_argument("--days", type=int, default=365, help="calendar days of 1m bars")
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
+    ap.add_argument("--concurrency", default="1,16",
+                    help="requests in flight; several levels: 1,16")  # fmt: skip
+    ap.add_argument("--workers", default="1,2", help="API worker counts to run, e.g. 1 or 1,2")
+    ap.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="HTTP client of the load process (raw: minimal keep-alive HTTP/1.1)",
+    )
+    ap.add_argument("--load-connections", type=int, default=2, help="parallel COPY streams")
+    ap.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
+                    help="use this database (bench symbols' bars are replaced) instead of a "
+                    "temp cluster")  # fmt: skip
+    args = ap.parse_args()
+    workers = [int(w) for w in args.workers.split(",") if w.strip()]
+    concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
+
+    calendar = TradingCalendar()
+    unix_us, last_day = trading_minutes(calendar, args.days)
+    symbols = bench_symbols(args.symbols)
+    ndays = len(np.unique((unix_us + IST_OFFSET_US) // 86_400_000_000))
+    print(f"load average at start: {_loadavg()} ({os.cpu_count()} CPUs)")
+    print(f"{len(symbols)} symbols x {len(unix_us):,} 1m bars ({ndays} trading days up to "
+          f"{last_day}) = {len(symbols) * len(unix_us):,} rows")  # fmt: skip
+    logs = Path(tempfile.mkdtemp(prefix="mb-bench-api-logs-"))
+    failed = False
+    with database(args.database_url) as db:
+        stats = load_bars(db.dsn, symbols, unix_us, args.load_connections)
+        print(f"load: {stats.rows:,} rows in {stats.seconds:.1f} s = {stats.rows / stats.seconds:,.0f} "
+              f"rows/s ({stats.nbytes / 2**20 / stats.seconds:,.1f} MiB/s of COPY data, "
+              f"{args.load_connections} connections, binary COPY); ANALYZE {stats.analyze_seconds:.1f} s;"
+              f" table {stats.table_mib:,.0f} MiB with indexes")  # fmt: skip
+
+        print(
+            "EXPLAIN ANALYZE (a fresh plan: what the first ~11 executions of a statement on a "
+            "connection pay):"
+        )
+        for line in explain(db.dsn, symbols[0], last_day):
+            print(f"  {line}")
+        rows: list[Row] = []
+
+        def measure(label: str, endpoint: str, conc: int, api_pid: int | None = None,
+                    **target: Any) -> None:  # fmt: skip
+            spec = LoadSpec(endpoint=endpoint, symbols=symbols, day=last_day, concurrency=conc,
+                            duration=args.duration, **target)  # fmt: skip
+            result, api_cpu, db_cpu = run_load(spec, api_pid, db)
+            rows.append(Row(label, endpoint, conc, result, api_cpu, db_cpu))
+
+        for conc in concurrency:
+            for endpoint in ENDPOINTS:
+                measure(BASELINE, endpoint, conc, target="sql", dsn=db.dsn)
+        for w in workers:
+            with api_server(db.dsn, w, logs / f"api-{w}.log") as (base, pid):
+                print(f"API with {w} worker(s): {sanity_check(base, symbols[0], last_day)}")
+                for conc in concurrency:
+                    for endpoint in ENDPOINTS:
+                        label = f"API {w} worker{'s' if w > 1 else ''}"
+                        measure(label, endpoint, conc, pid, target="api", base=base,
+                                client=args.client)  # fmt: skip
+        failed = any(r.result.errors for r in rows)
+    print_table(rows)
+    print_ratios(rows)
+    print(
+        f"\nload average at the end: {_loadavg()} (1, 5, 15 min; other work on the machine "
+        "slows every figure)"
+    )
+    if failed:
+        print(f"\nsome requests failed; the API's logs are in {logs}")
+    else:
+        shutil.rmtree(logs, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
