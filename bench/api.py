@@ -37,7 +37,7 @@ calendar and JSON encoding add to the database work.
 
 Warm-up: at least 1 s and ``WARM_CALLS`` (20) requests per client task, so that every
 pooled connection has run each statement more than ~11 times: psycopg prepares a
-statement on its 5th execution, and PostgreSQL may use a generic plan for a prepared
+statement after 5 executions, and PostgreSQL may use a generic plan for a prepared
 statement after 5 custom plans (it does for these queries). Until then each query is
 planned afresh, which over a hypertable of ~250 daily chunks costs tens of ms (the printed
 EXPLAIN figures show it); the steady state of a long-running server is measured, not the
