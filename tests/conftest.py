@@ -15,6 +15,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -101,31 +102,32 @@ def drop_database(cluster: LocalCluster, dsn: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-@pytest.fixture
-def db_url(pg_cluster: LocalCluster) -> Iterator[str]:
-    """A fresh, migrated database for this test alone."""
-    dsn = create_database(pg_cluster)
+@contextmanager
+def cloned_database(cluster: LocalCluster, prefix: str = "t") -> Iterator[str]:
+    """A database cloned from the template for the duration of the block."""
+    dsn = create_database(cluster, prefix)
     try:
         yield dsn
     finally:
-        drop_database(pg_cluster, dsn)
+        drop_database(cluster, dsn)
+
+
+@pytest.fixture
+def db_url(pg_cluster: LocalCluster) -> Iterator[str]:
+    """A fresh, migrated database for this test alone."""
+    with cloned_database(pg_cluster) as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="module")
 def module_db_url(pg_cluster: LocalCluster) -> Iterator[str]:
     """A fresh, migrated database shared by the tests of one module."""
-    dsn = create_database(pg_cluster, prefix="m")
-    try:
+    with cloned_database(pg_cluster, "m") as dsn:
         yield dsn
-    finally:
-        drop_database(pg_cluster, dsn)
 
 
 @pytest.fixture(scope="session")
 def template_url(pg_cluster: LocalCluster) -> Iterator[str]:
     """A migrated database shared by the whole session: for read-only tests."""
-    dsn = create_database(pg_cluster, prefix="s")
-    try:
+    with cloned_database(pg_cluster, "s") as dsn:
         yield dsn
-    finally:
-        drop_database(pg_cluster, dsn)
