@@ -133,13 +133,11 @@ def flows_serve() -> None:
     """Serve every deployment (backfill, gap-fill, completeness, instruments-sync,
     maintenance, streaming) to the Prefect server at PREFECT_API_URL."""
     from flows.deployments import serve_deployments
-    from streaming.flow import streaming_flow
+    from streaming.flow import build_deployment
 
     # The long-running streaming deployment: started from the UI when collection should
     # run under Prefect (make run supervises `market-bridge stream` directly instead).
-    streaming = streaming_flow.to_deployment(
-        name="streaming", description="Collectors until cancelled; flushes on cancel.")
-    serve_deployments(extra=[streaming])  # type: ignore[list-item]
+    serve_deployments(extra=[build_deployment()])
 
 
 def main() -> None:
