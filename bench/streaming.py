@@ -10,10 +10,11 @@ Frames: the simulator's market model, every instrument of its universe (~240) in
 one frame per exchange second (Kite's framing: one binary message with every instrument's
 packet), pre-encoded before anything is timed.
 
-The pipeline is what ``market-bridge stream`` runs per frame: ``decode_frame`` ->
-``Collector.handle_ticks`` (volume deltas, tick rows, ``BarAggregator`` for all eight
-timeframes, depth conflation, live-message conflation) -> ``StorageWriter`` (binary COPY,
-exactly-once batches) plus the ``LivePublisher`` flushing NOTIFYs every 50 ms. The
+The pipeline is what ``market-bridge stream`` runs per frame: ``Collector.handle_frame``
+(columnar decode, filters, volume deltas, ``BarAggregator.on_batch`` for all eight
+timeframes, depth conflation, tick and order-book rows encoded for binary COPY in bulk)
+-> ``StorageWriter`` (write when idle, one transaction per write, exactly-once batches)
+plus the ``LivePublisher`` pulling the newest ticks and flushing NOTIFYs every 50 ms. The
 baseline does the same decoding and aggregation but writes each frame's rows with
 ``executemany`` INSERTs in one transaction per frame, awaited before the next frame.
 
@@ -21,7 +22,7 @@ Measured for both, in one run:
 - sustained ticks/s: all frames as fast as possible, until the last row is committed;
 - tick-to-DB latency p50/p95/p99 at ``--rate`` ticks/s: commit time minus the time the
   frame was due (so queueing counts), per tick;
-- aggregation latency: ``BarAggregator.on_tick`` per tick, and ``handle_ticks`` per frame.
+- aggregation latency: ``BarAggregator.on_tick`` per tick, and ``handle_frame`` per frame.
 
 Depth: the simulator sends one snapshot per instrument per exchange second, Kite several
 for liquid instruments; ``--depth-interval 10`` (default) stores one book per 10 exchange
@@ -187,7 +188,7 @@ class Result:
 
 async def pipeline_run(dsn: str, feed: Feed, rate: float | None, depth_interval: float,
                        spool: Path, publish: bool) -> tuple[float, list[float], list[float]]:  # fmt: skip
-    """Returns (ticks/s, per-tick latencies ms, per-frame handle_ticks ms)."""
+    """Returns (ticks/s, per-tick latencies ms, per-frame handle_frame ms)."""
     truncate(dsn)
     writer = StorageWriter(dsn, spool, track_latency=rate is not None)
     publisher = LivePublisher(dsn) if publish else None
@@ -210,11 +211,10 @@ async def pipeline_run(dsn: str, feed: Feed, rate: float | None, depth_interval:
             if delay > 0:
                 await asyncio.sleep(delay)
         start = time.perf_counter()
-        ticks = decode_frame(frame, datetime.now(IST))
-        collector.handle_ticks(ticks)
+        count = collector.handle_frame(frame, datetime.now(IST))
         end = time.perf_counter()
         frame_ms.append((end - start) * 1e3)
-        waits.append((len(ticks), (end - due) * 1e3 if rate else 0.0))
+        waits.append((count, (end - due) * 1e3 if rate else 0.0))
         if end >= next_timer:
             collector.on_timer(time.time())
             next_timer = end + 0.25
@@ -350,7 +350,7 @@ def main() -> None:
     print(f"ratio (pipeline / baseline): throughput x{tps / base_tps:.1f}, "
           f"p95 latency x{base.latency_ms[1] / max(ours.latency_ms[1], 1e-9):.1f} lower")
     print(f"aggregation: on_tick p50 {statistics.median(agg_us):.1f} us, p95 {pct(agg_us, 95):.1f} us,"
-          f" p99 {pct(agg_us, 99):.1f} us per tick; handle_ticks p95 {pct(frame_ms, 95):.2f} ms "
+          f" p99 {pct(agg_us, 99):.1f} us per tick; handle_frame p95 {pct(frame_ms, 95):.2f} ms "
           f"per frame of ~{feed.ticks // len(feed.frames)} ticks (p95 {ours.frame_ms_p95:.2f} ms "
           f"in the paced run)")
     print(f"latency runs at {args.rate:,.0f} ticks/s for {latency_feed.ticks:,} ticks; targets: "

@@ -34,7 +34,7 @@ measured figures: docs/aggregation.md. In short:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
@@ -54,6 +54,7 @@ _INF = float("inf")
 # BarUpdate(...) runs NamedTuple's Python-level __new__; tuple.__new__ is ~2x cheaper
 _new_update = tuple.__new__
 _NEG_INF = float("-inf")
+_NAN = float("nan")
 
 
 @dataclass(slots=True)
@@ -341,7 +342,45 @@ class BarAggregator:
         if t > self._future_limit:
             stats.ignored_future += 1
             return []
-        token = tick.instrument_token
+        out: list[BarUpdate] = []
+        self._accept(tick.instrument_token, t, m, price, tick.volume_traded, tick.oi, out)
+        return out
+
+    def on_batch(
+        self,
+        tokens: Sequence[int],
+        times: Sequence[float],
+        prices: Sequence[float],
+        volumes: Sequence[int | None],
+        ois: Sequence[int | None],
+    ) -> list[BarUpdate]:
+        """``on_tick`` for many ticks given as values (a columnar decoder's rows), in order:
+        ``times`` are the ticks' timestamps (exchange, else receive time) in Unix seconds.
+        Same rules, counters and updates as calling ``on_tick`` for each."""
+        stats = self._stats
+        out: list[BarUpdate] = []
+        accept = self._accept
+        last_t = _NAN
+        m = 0
+        for token, t, price, cum, oi in zip(tokens, times, prices, volumes, ois, strict=True):
+            if t != last_t:
+                last_t = t
+                m = int((t + IST_OFFSET_S) // 60)
+                if self._started is None:
+                    self._started = t
+            if not price > 0:
+                stats.ignored_invalid += 1
+                continue
+            if t > self._future_limit:
+                stats.ignored_future += 1
+                continue
+            accept(token, t, m, price, cum, oi, out)
+        return out
+
+    def _accept(self, token: int, t: float, m: int, price: float, cum: int | None,
+                oi: int | None, out: list[BarUpdate]) -> None:  # fmt: skip
+        """A valid tick (timestamp ``t`` in minute ``m``): the rest of ``on_tick``."""
+        stats = self._stats
         inst = self._instruments.get(token)
         if inst is None:
             started = t if self._started is None else self._started
@@ -350,12 +389,10 @@ class BarAggregator:
         wm = inst.max_ts if inst.max_ts > now else now
         if m * 60 + self._too_late_after <= wm:
             stats.ignored_too_late += 1
-            return []
-        cum = tick.volume_traded
-        oi = tick.oi
+            return
         if t == inst.dup_t and price == inst.dup_p and cum == inst.dup_v and oi == inst.dup_oi:
             stats.ignored_duplicate += 1
-            return []
+            return
         inst.dup_t = t
         inst.dup_p = price
         inst.dup_v = cum
@@ -374,7 +411,6 @@ class BarAggregator:
             else:
                 delta = vol.delta(day, t, cum)
 
-        out: list[BarUpdate] = []
         if t > inst.max_ts:
             inst.max_ts = t
             if t > wm:
@@ -421,12 +457,11 @@ class BarAggregator:
                         else _snapshot(token, cur, None)
                     )
                     out.append(_new_update(BarUpdate, (snap, "forming")))
-            return out
+            return
         if m > inst.top and key_epoch(m + 1) + self._grace > wm:
             self._new_current(inst, m, token, t, price, delta, oi, out)
         else:
             self._apply_late(inst, m, token, t, price, delta, oi, wm, out)
-        return out
 
     def on_time(self, now: datetime) -> list[BarUpdate]:
         """Advance time; finalises (and forgets) bars of every instrument that are due."""

@@ -1,10 +1,12 @@
 """One collector: a Kite ticker connection set -> bars, storage rows and live messages.
 
-Per tick (the hot path, synchronous, called by the ticker client for each frame):
-the tick row (with its volume delta) goes to the storage writer; the aggregator turns it
+Per frame (the hot path, synchronous, called by the ticker client with each raw frame;
+``handle_frame`` works on numpy columns, ``frames.py``, and falls back to the per-tick
+``handle_ticks`` for irregular frames, with the same results): the tick row (with its volume delta) goes to the storage writer; the aggregator turns it
 into bar updates (final and revised bars are stored with 'live' provenance and their
 revision, and published); full-mode depth is stored at most once per ``depth_interval``
-per instrument and published conflated. A timer (``timer_interval``) advances the
+per instrument; the newest tick and book per instrument are handed to the publisher when
+it flushes (``flush_live``). A timer (``timer_interval``) advances the
 aggregator with feed time so quiet instruments' bars close, watches feed health (status
 messages, gaps) and publishes the forming 1m bar of instruments that ticked; every
 ``stats_interval`` it publishes per-symbol stats and the forming bars of the longer
@@ -21,115 +23,65 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
+
+import numpy as np
 
 from market_bridge.aggregation import BarAggregator, BarUpdate
 from market_bridge.aggregation.keys import IST_OFFSET_S
 from market_bridge.aggregation.volume import VolumeBaseline
+from market_bridge.collect import frames
 from market_bridge.collect.feed import FeedClock, FeedEvent, FeedMonitor, FeedSample
 from market_bridge.collect.messages import stats_data, status_data
+from market_bridge.collect.model import (
+    ACTIVE_STATES,
+    COUNTERS,
+    INDEX_SEGMENT,
+    CollectorMetrics,
+    CollectorOptions,
+    Credentials,
+    Gap,
+    LiveSink,
+    RowSink,
+)
 from market_bridge.collect.rows import bar_row, tick_row
 from market_bridge.collect.spec import Resolution, Subscription
+from market_bridge.kite.codec import (
+    FULL_PACKET,
+    INDEX_FULL_PACKET,
+    PACKET_MODES,
+    QUOTE_PACKET,
+    FrameError,
+    TickColumns,
+    decode_frame,
+    decode_frame_columns,
+)
 from market_bridge.kite.errors import KiteTokenError
 from market_bridge.kite.models import IST, Mode, Tick
 from market_bridge.kite.ticker import KiteTickerClient
-from market_bridge.market.timeframes import TIMEFRAMES
+from market_bridge.storage.pgcopy import PG_EPOCH_S, timestamp_us
 from market_bridge.storage.rows import depth_row
-from market_bridge.storage.writer import Kind
+
+__all__ = [
+    "ACTIVE_STATES",
+    "Collector",
+    "CollectorMetrics",
+    "CollectorOptions",
+    "Credentials",
+    "Gap",
+    "LiveSink",
+    "RowSink",
+]
 
 log = logging.getLogger(__name__)
 
-INDEX_SEGMENT = 9  # indices carry no depth
 _NEG_INF = float("-inf")
 _JUMP = 60.0  # seconds: a tick this far ahead of the aggregator's time advances it first
-ACTIVE_STATES = frozenset({"starting", "running", "feed_lost"})
-
-
-class RowSink(Protocol):
-    def put(self, kind: Kind, rows: Sequence[tuple[Any, ...]]) -> None: ...
-
-
-class LiveSink(Protocol):
-    def tick(self, symbol: str, tick: Tick) -> None: ...
-    def orderbook(self, symbol: str, tick: Tick) -> None: ...
-    def bar(self, symbol: str, update: BarUpdate) -> None: ...
-    def stats(self, symbol: str, data: dict[str, Any]) -> None: ...
-    def status(self, symbol: str, data: dict[str, Any]) -> None: ...
-
-
-@dataclass(frozen=True)
-class CollectorOptions:
-    timeframes: tuple[str, ...] = tuple(TIMEFRAMES)
-    grace: float = 2.0  # seconds after a bar's end before it is final
-    depth_interval: float = 1.0  # stored order book snapshots: at most one per this, per instrument
-    stall_timeout: float = 5.0
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
-    timer_interval: float = 0.25
-    stats_interval: float = 1.0
-    # Ticks whose exchange time is this much older than their arrival are stale snapshots
-    # (Kite sends the last state on subscribe outside market hours): ignored, so they do not
-    # become bars of a past session. None accepts any age: for replayed feeds (simulator).
-    max_tick_age: float | None = 600.0
-    garbage_after: float = 1.0  # only malformed frames this long -> feed_lost
-    garbage_reconnect_after: float = 3.0  # ... and this long -> reconnect
-
-
-@dataclass(frozen=True)
-class Credentials:
-    api_key: str = field(repr=False)
-    access_token: str = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Gap:
-    """A period when the feed was down while the collector should have collected."""
-
-    start: datetime
-    end: datetime
-    reason: str
-    symbols: tuple[str, ...]
-
-
-@dataclass
-class CollectorMetrics:
-    state: str = "stopped"
-    subscribed_tokens: int = 0
-    ticks_received: int = 0
-    ticks_unsubscribed: int = 0  # ticks for tokens no longer subscribed (in-flight)
-    ticks_stale: int = 0  # see CollectorOptions.max_tick_age
-    # Snapshots in another mode than the collector's: Kite answers a subscribe in quote mode
-    # before the mode message applies. Skipped: a quote tick has no exchange timestamp, and
-    # bars must not mix receive time with exchange time.
-    ticks_other_mode: int = 0
-    bars_created: int = 0  # final bars
-    bars_revised: int = 0
-    depth_snapshots: int = 0
-    errors: int = 0  # handling errors (ticker errors are in the ticker metrics)
-    feed_losses: int = 0
-    client_restarts: int = 0  # reconnects we forced (garbage feed, new credentials)
-    last_tick_at: datetime | None = None  # newest tick time (exchange time; ltp/quote: arrival)
-    last_error: str | None = None
-    unknown_symbols: tuple[str, ...] = ()
-
-    @property
-    def running(self) -> bool:
-        return self.state in ACTIVE_STATES
-
-
-_COUNTERS = (
-    "frames",
-    "heartbeats",
-    "ticks",
-    "reconnects",
-    "stalls",
-    "errors",
-    "decode_errors",
-    "server_errors",
-)
+_US = 1_000_000
+_HAS_VOLUME = (QUOTE_PACKET, FULL_PACKET)
+_HAS_EXCHANGE_TIME = (INDEX_FULL_PACKET, FULL_PACKET)
 
 
 class Collector:
@@ -156,7 +108,7 @@ class Collector:
         self._client_task: asyncio.Task[None] | None = None
         self._timer_task: asyncio.Task[None] | None = None
         self._restart_task: asyncio.Task[None] | None = None
-        self._base = dict.fromkeys(_COUNTERS, 0)  # counters of replaced ticker clients
+        self._base = dict.fromkeys(COUNTERS, 0)  # counters of replaced ticker clients
         self._gaps: list[Gap] = []  # noticed, not yet recorded by the manager
         self._new_state()
 
@@ -175,7 +127,9 @@ class Collector:
         self._last_t = 0.0
         self._depth_due: dict[int, float] = {}
         self._agg_now = float("-inf")  # feed time the aggregator was last advanced to
-        self._latest: dict[int, Tick] = {}
+        # newest tick per token (a PacketRef until someone needs the Tick)
+        self._latest: dict[int, Tick | frames.PacketRef] = {}
+        self._live: set[int] = set()  # tokens with a tick not yet handed to the publisher
         self._touched: set[int] = set()  # since the last stats
         self._touched_now: set[int] = set()  # since the last timer
         self._next_stats = 0.0
@@ -220,6 +174,7 @@ class Collector:
         self.mode = mode
         self._set_subscriptions(resolution)
         self._credentials = credentials
+        self._attach_live()
         self.metrics.last_error = resolution.describe_problems()
         if credentials is None:
             self.metrics.state = "no_credentials"
@@ -239,6 +194,7 @@ class Collector:
         self._new_state()
         self.mode = mode
         self._set_subscriptions(resolution)
+        self._attach_live()
         self.metrics.state = "running"
 
     async def update(
@@ -291,6 +247,8 @@ class Collector:
             until = datetime.fromtimestamp(now + self.options.grace, IST)
             self._on_bars(self._agg.on_time(until))
         self._close_gap(datetime.now(IST))
+        self.flush_live()
+        self._detach_live()
         if was_active:
             self._publish_status(FeedEvent("feed_lost", datetime.now(IST), reason))
         self.metrics.state = state
@@ -313,6 +271,7 @@ class Collector:
                 capacity,
             )
         self._subs = dict(subs)
+        self._table = frames.SubscriptionTable(self._subs)
         self._known.update(subs)
         self.metrics.subscribed_tokens = len(self._subs)
         self.metrics.unknown_symbols = resolution.unknown_symbols
@@ -323,7 +282,7 @@ class Collector:
         assert creds is not None
         o = self.options
         client = KiteTickerClient(
-            creds.api_key, creds.access_token, self.ws_root, on_ticks=self._on_ticks,
+            creds.api_key, creds.access_token, self.ws_root, on_frame=self._on_frame,
             stall_timeout=o.stall_timeout, backoff_initial=o.backoff_initial,
             backoff_max=o.backoff_max,
         )  # fmt: skip
@@ -362,7 +321,7 @@ class Collector:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        for k in _COUNTERS:
+        for k in COUNTERS:
             self._base[k] += int(getattr(client.metrics, k))
 
     async def _restart_client(self, reason: str) -> None:
@@ -377,7 +336,7 @@ class Collector:
         out: dict[str, Any] = dict(self._base)
         client = self._client
         if client is not None:
-            for k in _COUNTERS:
+            for k in COUNTERS:
                 out[k] += int(getattr(client.metrics, k))
             out["connected"] = client.metrics.connected
             out["last_error"] = client.metrics.last_error
@@ -389,13 +348,151 @@ class Collector:
         return out
 
     # -- hot path ----------------------------------------------------------------------------
-    def _on_ticks(self, ticks: list[Tick]) -> None:
+    def _on_frame(self, data: bytes, received_at: datetime) -> None:
+        """The ticker's raw-frame callback (it counts frames; decoding is ours)."""
+        client = self._client
         try:
-            self.handle_ticks(ticks)
+            count = self.handle_frame(data, received_at)
+        except FrameError as exc:
+            if client is not None:
+                tm = client.metrics
+                tm.decode_errors += 1
+                tm.errors += 1
+                tm.last_error = f"malformed frame skipped: {exc}"
+            log.warning("collector %s: malformed frame skipped: %s", self.name, exc)
+            return
         except Exception as exc:  # never into the ticker: it would reconnect
             self.metrics.errors += 1
             self.metrics.last_error = f"tick handling failed: {type(exc).__name__}: {exc}"
             log.exception("collector %s: tick handling failed", self.name)
+            return
+        if client is not None:
+            client.metrics.ticks += count
+
+    def handle_frame(self, data: bytes, received_at: datetime) -> int:
+        """Store, aggregate and publish one binary frame; returns the ticks it carried.
+
+        The columnar path (``frames``): frames whose packets all have one length are
+        decoded into numpy columns, filtered (unsubscribed, other mode, stale) and encoded
+        for COPY in bulk; only volume deltas, depth conflation and the aggregator (on
+        values, not ``Tick`` objects) run per tick. Anything else (mixed packet kinds, a
+        feed-time jump, a writer without ``put_encoded``) takes the per-tick path
+        ``handle_ticks``. Both give the same rows, bars and live messages. Raises
+        ``FrameError`` for a malformed frame (nothing of it is used)."""
+        if len(data) < 2:
+            return 0
+        cols = decode_frame_columns(data)
+        n = len(cols)
+        lengths = cols.packet_length
+        put_encoded = getattr(self.writer, "put_encoded", None)
+        if n == 0 or put_encoded is None or (n > 1 and bool((lengths != lengths[0]).any())):
+            ticks = decode_frame(data, received_at)
+            self.handle_ticks(ticks)
+            return len(ticks)
+        if not self._columns(data, cols, received_at, put_encoded):
+            self.handle_ticks(decode_frame(data, received_at))
+        return n
+
+    def _columns(self, data: bytes, cols: TickColumns, received_at: datetime,
+                 put_encoded: Callable[[Any, bytes, int], None]) -> bool:  # fmt: skip
+        """``handle_frame`` for a one-packet-kind frame; False (nothing done) when it must
+        go the per-tick way."""
+        m = self.metrics
+        length = int(cols.packet_length[0])
+        recv = received_at.timestamp()
+        subscribed, slots = self._table.lookup(cols.instrument_token)
+        if PACKET_MODES[length] != self.mode:
+            unsub = int((~subscribed).sum())
+            m.ticks_unsubscribed += unsub
+            m.ticks_other_mode += len(cols) - unsub
+            return True
+        ets = cols.exchange_timestamp
+        has_ets = ets != 0
+        t = (
+            np.where(has_ets, ets, recv)
+            if length in _HAS_EXCHANGE_TIME
+            else np.full(len(cols), recv)
+        )
+        keep = subscribed
+        max_age = self.options.max_tick_age
+        if max_age is not None:
+            stale = keep & (t < recv - max_age)
+            n_stale = int(stale.sum())
+            if n_stale:
+                keep = keep & ~stale
+        else:
+            n_stale = 0
+        if bool((keep & has_ets & (t > self._agg_now + _JUMP)).any()):
+            return False  # feed time leaps: the per-tick path advances the aggregator first
+        m.ticks_unsubscribed += len(cols) - int(subscribed.sum())
+        m.ticks_stale += n_stale
+        rows = np.flatnonzero(keep)
+        if not len(rows):
+            return True
+        slots = slots[rows]
+        t = t[rows]
+        tokens = cols.instrument_token[rows].tolist()
+        times = t.tolist()
+        quote = length in _HAS_VOLUME
+        cums: list[Any] = cols.volume_traded[rows].tolist() if quote else [None] * len(rows)
+        # per tick, in frame order: volume deltas, depth conflation, the newest tick
+        deltas: list[int | None] = []
+        depth_rows: list[int] = []
+        volumes = self._volume
+        depth_due = self._depth_due
+        interval = self.options.depth_interval
+        books = length == FULL_PACKET
+        latest = self._latest
+        row_list = rows.tolist()
+        for i, token, ti, cum in zip(row_list, tokens, times, cums, strict=True):
+            if cum is None:
+                deltas.append(None)
+            else:
+                vol = volumes.get(token)
+                if (vol is not None and cum >= vol.base and ti >= vol.last_ts
+                        and vol.day == (ti + IST_OFFSET_S) // 86_400):  # fmt: skip
+                    deltas.append(cum - vol.base)
+                    vol.base = cum
+                    vol.last_ts = ti
+                else:
+                    deltas.append(self._volume_delta(token, ti, cum))
+            if books and token & 0xFF != INDEX_SEGMENT and ti >= depth_due.get(token, _NEG_INF):
+                depth_rows.append(i)
+                depth_due[token] = ti + interval
+            latest[token] = frames.PacketRef(data, i, length, received_at)
+        self._live.update(tokens)
+        self._touched.update(tokens)
+        self._touched_now.update(tokens)
+        t_us = np.where(has_ets[rows], (cols.exchange_timestamp[rows] - PG_EPOCH_S) * _US,
+                        timestamp_us(received_at))  # fmt: skip
+        put_encoded("ticks", frames.tick_tuples(
+            cols, rows, slots, t_us, timestamp_us(received_at), deltas, self._table, self.mode,
+        ), len(rows))  # fmt: skip
+        m.ticks_received += len(rows)
+        if depth_rows:
+            sel = np.searchsorted(rows, depth_rows)
+            put_encoded(
+                "depth",
+                frames.depth_tuples(
+                    cols, np.array(depth_rows, np.intp), slots[sel], t_us[sel], self._table
+                ),
+                len(sel),
+            )
+            m.depth_snapshots += len(sel)
+        ois: list[Any] = cols.oi[rows].tolist() if books else [None] * len(rows)
+        bars = self._agg.on_batch(tokens, times, cols.last_price[rows].tolist(), cums, ois)
+        if bars:
+            self._on_bars(bars)
+        # the newest tick (last of the latest-timestamped ones) drives the feed clock
+        k = len(t) - 1 - int(np.argmax(t[::-1]))
+        newest_t = times[k]
+        exchange_time = bool(has_ets[rows[k]])
+        if exchange_time:
+            self._clock.observe(newest_t, recv)
+        ts = datetime.fromtimestamp(newest_t, IST) if exchange_time else received_at
+        if m.last_tick_at is None or ts > m.last_tick_at:
+            m.last_tick_at = ts
+        return True
 
     def handle_ticks(self, ticks: Iterable[Tick]) -> None:
         """Store, aggregate and publish a batch of ticks (one frame, usually).
@@ -404,8 +501,7 @@ class Collector:
         delta is inlined (see ``_volume_delta``), since this runs for every tick."""
         subs = self._subs
         on_tick = self._agg.on_tick
-        pub_tick = self.publisher.tick
-        pub_book = self.publisher.orderbook
+        live_add = self._live.add
         m = self.metrics
         rows: list[tuple[Any, ...]] = []
         depth: list[tuple[Any, ...]] = []
@@ -467,9 +563,8 @@ class Collector:
             latest[token] = tick
             touched_add(token)
             touched_now_add(token)
-            pub_tick(sub.symbol, tick)
+            live_add(token)
             if full and token & 0xFF != INDEX_SEGMENT:
-                pub_book(sub.symbol, tick)
                 if t >= depth_due.get(token, _NEG_INF):
                     row = depth_row(tick, sub.instrument)
                     if row is not None:
@@ -564,6 +659,8 @@ class Collector:
                 self._garbage_restarts += 1
                 self._monitor.reset_garbage()  # a reconnect is under way: count afresh
                 self._restart_task = asyncio.create_task(self._restart_client("malformed frames"))
+        if not hasattr(self.publisher, "add_source"):
+            self.flush_live()
         self._publish_forming(self._touched_now, (self._shortest,))
         self._touched_now = set()
         if wall >= self._next_stats:
@@ -622,10 +719,45 @@ class Collector:
         for sub in self._subs.values():
             self.publisher.status(sub.symbol, data)
 
+    def _tick_of(self, token: int) -> Tick | None:
+        tick = self._latest.get(token)
+        if isinstance(tick, frames.PacketRef):
+            tick = self._latest[token] = tick.tick()
+        return tick
+
+    # -- live ticks and books: conflated, handed over when the publisher flushes ----------
+    def _attach_live(self) -> None:
+        add = getattr(self.publisher, "add_source", None)
+        if add is not None:
+            add(self.flush_live)
+
+    def _detach_live(self) -> None:
+        remove = getattr(self.publisher, "remove_source", None)
+        if remove is not None:
+            remove(self.flush_live)
+
+    def flush_live(self) -> None:
+        """Give the publisher the newest tick (and book, full mode) of every instrument
+        that ticked since the last call. The publisher calls this before each flush (or
+        the timer does, for a publisher that does not pull)."""
+        if not self._live:
+            return
+        tokens, self._live = self._live, set()
+        pub = self.publisher
+        books = self.mode == "full"
+        for token in tokens:
+            sub = self._subs.get(token)
+            tick = self._tick_of(token)
+            if sub is None or tick is None:
+                continue
+            pub.tick(sub.symbol, tick)
+            if books and token & 0xFF != INDEX_SEGMENT:
+                pub.orderbook(sub.symbol, tick)
+
     def _publish_stats(self, tokens: Iterable[int]) -> None:
         for token in tokens:
             sub = self._subs.get(token)
-            tick = self._latest.get(token)
+            tick = self._tick_of(token)
             if sub is None or tick is None:
                 continue
             day = self._agg.latest_bar(token, "day") if self._has_day else None
@@ -676,4 +808,3 @@ class Collector:
     @property
     def reconnects(self) -> int:
         return int(self.ticker_metrics()["reconnects"])
-

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -99,6 +100,24 @@ class LivePublisher:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one flush at a time (loop and close())
         self._closing: set[asyncio.Task[None]] = set()
+        # called before each flush: collectors hand over their newest ticks and books here
+        # (latest per symbol), instead of one call per tick on the hot path
+        self._sources: list[Callable[[], None]] = []
+
+    def add_source(self, source: Callable[[], None]) -> None:
+        if source not in self._sources:
+            self._sources.append(source)
+
+    def remove_source(self, source: Callable[[], None]) -> None:
+        if source in self._sources:
+            self._sources.remove(source)
+
+    def _pull(self) -> None:
+        for source in list(self._sources):
+            try:
+                source()
+            except Exception:  # one collector's bug must not stop the others' messages
+                log.exception("live publisher: a source failed")
 
     # -- producers: sync, O(1), never block ----------------------------------------------
     def tick(self, symbol: str, tick: Tick) -> None:
@@ -200,6 +219,7 @@ class LivePublisher:
     async def flush(self) -> int:
         """Send everything buffered now; returns the number of messages sent."""
         async with self._lock:
+            self._pull()
             if not self.pending:
                 return 0
             msgs = self._drain()

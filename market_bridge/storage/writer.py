@@ -1,8 +1,14 @@
 """The streaming writer: batches ticks, bars and depth snapshots into TimescaleDB.
 
-Batching: whatever has queued is written as soon as the previous write finishes (so
-latency stays low at low rates), up to ``max_batch`` rows, waiting at most ``max_wait``
-seconds for more (so batches grow at high rates). Ticks go in with binary COPY.
+Batching: write when idle. When no write is in flight, whatever has queued is written
+at once (latency stays low at low rates); while one is in flight, new rows accumulate and
+go together in the next write (batches grow with the rate, up to ``max_batch`` rows per
+batch). One write is one transaction, with every batch that is ready (ticks, depth, bars):
+one commit, one WAL flush. Ticks and order books are binary COPY payloads encoded by the
+producer in bulk (``pgcopy``: ``put`` encodes row tuples, ``put_encoded`` takes tuples
+already encoded, e.g. from numpy columns); order books go through a temporary table so
+that duplicates are skipped (``ON CONFLICT DO NOTHING``); bars (few, upserts) with
+``executemany``.
 
 No data lost: every batch gets an id, committed in the same transaction into
 ``md.ingest_batches``. When the database is unreachable, batches stay queued in memory
@@ -30,13 +36,25 @@ from typing import Any, Literal
 
 import psycopg
 
-from market_bridge.storage.rows import BAR_COLUMNS, DEPTH_COLUMNS, TICK_COLUMNS, TICK_TYPES
+from market_bridge.storage import pgcopy
+from market_bridge.storage.rows import BAR_COLUMNS
 
 log = logging.getLogger(__name__)
 
 Kind = Literal["ticks", "bars", "depth"]
+_KINDS: tuple[Kind, ...] = ("ticks", "depth", "bars")
 
-_COPY_TICKS = "COPY md.tick_data ({}) FROM STDIN (FORMAT BINARY)".format(", ".join(TICK_COLUMNS))
+_COPY_TICKS = "COPY md.tick_data ({}) FROM STDIN (FORMAT BINARY)".format(
+    ", ".join(pgcopy.COPY_TICK_COLUMNS)
+)
+_DEPTH_COLS = ", ".join(pgcopy.COPY_DEPTH_COLUMNS)
+_DEPTH_STAGE = """CREATE TEMP TABLE IF NOT EXISTS mb_depth_stage
+    (LIKE md.order_book INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"""
+_COPY_DEPTH = f"COPY mb_depth_stage ({_DEPTH_COLS}) FROM STDIN (FORMAT BINARY)"
+_DEPTH_INSERT = (  # constant column names only
+    f"INSERT INTO md.order_book ({_DEPTH_COLS}) SELECT {_DEPTH_COLS} FROM mb_depth_stage "  # noqa: S608
+    "ON CONFLICT (exchange, symbol, snapshot_timestamp) DO NOTHING"
+)
 _BAR_UPSERT = """
 INSERT INTO md.intraday_bars ({cols}, updated_at)
 VALUES ({params}, now())
@@ -49,27 +67,46 @@ ON CONFLICT (exchange, symbol, bar_timestamp, timeframe) DO UPDATE SET
 WHERE EXCLUDED.provenance = 'historical'
    OR (md.intraday_bars.provenance = 'live' AND EXCLUDED.revision >= md.intraday_bars.revision)
 """.format(cols=", ".join(BAR_COLUMNS), params=", ".join(["%s"] * len(BAR_COLUMNS)))
-_DEPTH_INSERT = """
-INSERT INTO md.order_book ({cols}) VALUES ({params})
-ON CONFLICT (exchange, symbol, snapshot_timestamp) DO NOTHING
-""".format(cols=", ".join(DEPTH_COLUMNS), params=", ".join(["%s"] * len(DEPTH_COLUMNS)))
-_CLAIM = """INSERT INTO md.ingest_batches (batch_id, kind, rows) VALUES (%s, %s, %s)
+_CLAIM = """INSERT INTO md.ingest_batches (batch_id, kind, rows)
+            SELECT * FROM unnest(%s::uuid[], %s::text[], %s::int[])
             ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id"""
 
 
 @dataclass
 class Batch:
+    """Rows written (and claimed in ``md.ingest_batches``) together, exactly once.
+    Ticks and depth: encoded COPY tuples (``data``); bars: row tuples (``rows``)."""
+
     kind: Kind
-    rows: list[tuple[Any, ...]]
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    data: list[bytes] = field(default_factory=list)
+    count: int = 0
     batch_id: uuid.UUID = field(default_factory=uuid.uuid4)
-    enqueued_ns: list[int] = field(default_factory=list)  # per-row enqueue times (latency)
+    # (rows, enqueue time) per put, for the latency figures (track_latency)
+    enqueued: list[tuple[int, int]] = field(default_factory=list)
+
+
+def _normalized(batch: Batch) -> Batch:
+    """A batch as this version writes it (spool files of older versions held row tuples
+    for every kind and no ``data``/``count``)."""
+    state = vars(batch)
+    if "data" not in state:
+        rows = state.get("rows", [])
+        batch.data, batch.count, batch.enqueued = [], len(rows), []
+        if batch.kind == "ticks":
+            batch.data, batch.rows = [pgcopy.encode_tick_rows(rows)], []
+        elif batch.kind == "depth":
+            batch.data, batch.rows = [pgcopy.encode_depth_rows(rows)], []
+    return batch
 
 
 @dataclass
 class WriterMetrics:
-    rows_written: dict[str, int] = field(default_factory=lambda: {"ticks": 0, "bars": 0,
-                                                                   "depth": 0})
+    rows_written: dict[str, int] = field(
+        default_factory=lambda: {"ticks": 0, "bars": 0, "depth": 0}
+    )
     batches_written: int = 0
+    transactions: int = 0
     batches_skipped_duplicate: int = 0
     spooled_batches: int = 0
     replayed_batches: int = 0
@@ -80,13 +117,22 @@ class WriterMetrics:
     last_error: str | None = None
 
 
+class _Incoming:
+    __slots__ = ("chunks", "count")
+
+    def __init__(self) -> None:
+        # (bytes for ticks/depth or a row-tuple list for bars, rows, enqueue ns or 0)
+        self.chunks: list[tuple[Any, int, int]] = []
+        self.count = 0
+
+
 class StorageWriter:
     def __init__(
         self,
         dsn: str,
         spool_dir: Path,
-        max_batch: int = 20_000,
-        max_wait: float = 0.002,
+        max_batch: int = 50_000,
+        max_wait: float = 0.0,
         memory_limit: int = 1_000_000,
         retry_interval: float = 0.5,
         track_latency: bool = False,
@@ -94,15 +140,14 @@ class StorageWriter:
         self.dsn = dsn
         self.spool_dir = spool_dir
         self.max_batch = max_batch
+        # optional extra coalescing delay before a write; 0 = write when idle (default)
         self.max_wait = max_wait
         self.memory_limit = memory_limit
         self.retry_interval = retry_interval
         self.track_latency = track_latency
         self.metrics = WriterMetrics()
-        self.latencies_ns: list[int] = []  # enqueue -> commit, when track_latency
-        self._incoming: dict[Kind, list[tuple[Any, ...]]] = {"ticks": [], "bars": [],
-                                                              "depth": []}
-        self._incoming_ns: list[int] = []
+        self.latencies_ns: list[int] = []  # enqueue -> commit per tick row, when track_latency
+        self._incoming: dict[Kind, _Incoming] = {k: _Incoming() for k in _KINDS}
         self._pending: deque[Batch] = deque()  # cut batches not yet committed (in memory)
         self._pending_rows = 0
         self._wake = asyncio.Event()
@@ -115,17 +160,32 @@ class StorageWriter:
 
     # -- producer side (sync, cheap: called from the hot path) ---------------------------
     def put(self, kind: Kind, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Queue row tuples (``storage.rows`` column order); ticks and depth are encoded
+        here, so a bad value raises in the producer, not in the writer."""
         if not rows:
             return
-        self._incoming[kind].extend(rows)
-        if self.track_latency and kind == "ticks":
-            now = time.perf_counter_ns()
-            self._incoming_ns.extend([now] * len(rows))
+        if kind == "ticks":
+            self._add(kind, pgcopy.encode_tick_rows(rows), len(rows))
+        elif kind == "depth":
+            self._add(kind, pgcopy.encode_depth_rows(rows), len(rows))
+        else:
+            self._add(kind, list(rows), len(rows))
+
+    def put_encoded(self, kind: Literal["ticks", "depth"], data: bytes, count: int) -> None:
+        """Queue ``count`` tuples already encoded for binary COPY (``pgcopy``)."""
+        if count:
+            self._add(kind, data, count)
+
+    def _add(self, kind: Kind, chunk: Any, count: int) -> None:
+        inc = self._incoming[kind]
+        now = time.perf_counter_ns() if self.track_latency and kind == "ticks" else 0
+        inc.chunks.append((chunk, count, now))
+        inc.count += count
         self._wake.set()
 
     @property
     def backlog(self) -> int:
-        return self._pending_rows + sum(len(v) for v in self._incoming.values())
+        return self._pending_rows + sum(v.count for v in self._incoming.values())
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -151,22 +211,33 @@ class StorageWriter:
 
     # -- the loop -----------------------------------------------------------------------
     def _cut_batches(self) -> None:
-        for kind, rows in self._incoming.items():
-            while rows:
-                chunk, rest = rows[: self.max_batch], rows[self.max_batch :]
-                batch = Batch(kind, chunk)
-                if kind == "ticks" and self.track_latency:
-                    batch.enqueued_ns = self._incoming_ns[: len(chunk)]
-                    self._incoming_ns = self._incoming_ns[len(chunk) :]
-                self._pending.append(batch)
-                self._pending_rows += len(chunk)
-                rows = rest
-            self._incoming[kind] = []
+        for kind, inc in self._incoming.items():
+            if not inc.count:
+                continue
+            self._incoming[kind] = _Incoming()
+            batch = Batch(kind)
+            for chunk, count, enqueued in inc.chunks:
+                if kind == "bars":
+                    batch.rows.extend(chunk)
+                else:
+                    batch.data.append(chunk)
+                batch.count += count
+                if enqueued:
+                    batch.enqueued.append((count, enqueued))
+                if batch.count >= self.max_batch:
+                    self._push(batch)
+                    batch = Batch(kind)
+            if batch.count:
+                self._push(batch)
         while self._pending_rows > self.memory_limit and len(self._pending) > 1:
             oldest = self._pending.popleft()
-            self._pending_rows -= len(oldest.rows)
+            self._pending_rows -= oldest.count
             self._spool(oldest)
         self.metrics.queued_rows = self._pending_rows
+
+    def _push(self, batch: Batch) -> None:
+        self._pending.append(batch)
+        self._pending_rows += batch.count
 
     async def _run(self) -> None:
         while True:
@@ -174,8 +245,8 @@ class StorageWriter:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 0.5 if self._spool_files() else None)
-            if 0 < self.backlog < self.max_batch and self.max_wait > 0 and not self._closing:
-                await asyncio.sleep(self.max_wait)  # let a burst coalesce into one batch
+            if self.max_wait > 0 and 0 < self.backlog < self.max_batch and not self._closing:
+                await asyncio.sleep(self.max_wait)  # optional: let a burst coalesce
             self._cut_batches()
             try:
                 await self._drain()
@@ -189,10 +260,16 @@ class StorageWriter:
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=5)
+            conn = await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=5)
+            await conn.execute(_DEPTH_STAGE)
+            await conn.commit()
+            self._conn = conn
             if not self.metrics.db_up:
-                log.warning("database is back: replaying %d queued rows and %d spool files",
-                            self._pending_rows, len(self._spool_files()))
+                log.warning(
+                    "database is back: replaying %d queued rows and %d spool files",
+                    self._pending_rows,
+                    len(self._spool_files()),
+                )
             self.metrics.db_up = True
         return self._conn
 
@@ -200,8 +277,11 @@ class StorageWriter:
         self.metrics.db_failures += 1
         self.metrics.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
         if self.metrics.db_up:
-            log.error("database unavailable (%s); buffering in memory, then spooling to %s",
-                      self.metrics.last_error, self.spool_dir)
+            log.error(
+                "database unavailable (%s); buffering in memory, then spooling to %s",
+                self.metrics.last_error,
+                self.spool_dir,
+            )
         self.metrics.db_up = False
         if self._conn is not None:
             with contextlib.suppress(Exception):
@@ -214,41 +294,58 @@ class StorageWriter:
         # Oldest first: spool files predate anything still in memory.
         for path in self._spool_files():
             with path.open("rb") as fh:
-                batch: Batch = pickle.load(fh)
-            await self._write(batch)
+                batch: Batch = _normalized(pickle.load(fh))
+            await self._write([batch])
             path.unlink()
             self.metrics.replayed_batches += 1
         self.metrics.spool_files = 0
         while self._pending:
-            batch = self._pending[0]
-            await self._write(batch)
-            self._pending.popleft()
-            self._pending_rows -= len(batch.rows)
-            if batch.enqueued_ns:
+            # everything cut so far in one transaction (one commit), in order
+            group: list[Batch] = []
+            rows = 0
+            for batch in self._pending:
+                if group and rows + batch.count > 4 * self.max_batch:
+                    break
+                group.append(batch)
+                rows += batch.count
+            await self._write(group)
+            for batch in group:
+                self._pending.popleft()
+                self._pending_rows -= batch.count
+            if any(b.enqueued for b in group):
                 now = time.perf_counter_ns()
-                self.latencies_ns.extend(now - t for t in batch.enqueued_ns)
+                lat = self.latencies_ns
+                for batch in group:
+                    for count, t in batch.enqueued:
+                        lat.extend([now - t] * count)
         self.metrics.queued_rows = self._pending_rows
 
-    async def _write(self, batch: Batch) -> None:
+    async def _write(self, batches: list[Batch]) -> None:
         conn = await self._connection()
         async with conn.transaction():
-            claimed = await (await conn.execute(
-                _CLAIM, (batch.batch_id, batch.kind, len(batch.rows)))).fetchone()
-            if claimed is None:
-                self.metrics.batches_skipped_duplicate += 1
-                return
+            cur = await conn.execute(_CLAIM, (
+                [b.batch_id for b in batches], [b.kind for b in batches],
+                [b.count for b in batches]))  # fmt: skip
+            claimed = {row[0] for row in await cur.fetchall()}
+            todo = [b for b in batches if b.batch_id in claimed]
+            self.metrics.batches_skipped_duplicate += len(batches) - len(todo)
+            ticks = [chunk for b in todo if b.kind == "ticks" for chunk in b.data]
+            depth = [chunk for b in todo if b.kind == "depth" for chunk in b.data]
+            bars = [row for b in todo if b.kind == "bars" for row in b.rows]
             async with conn.cursor() as cur:
-                if batch.kind == "ticks":
+                if ticks:
                     async with cur.copy(_COPY_TICKS) as copy:
-                        copy.set_types(list(TICK_TYPES))
-                        for row in batch.rows:
-                            await copy.write_row(row)
-                elif batch.kind == "bars":
-                    await cur.executemany(_BAR_UPSERT, batch.rows)
-                else:
-                    await cur.executemany(_DEPTH_INSERT, batch.rows)
-        self.metrics.batches_written += 1
-        self.metrics.rows_written[batch.kind] += len(batch.rows)
+                        await copy.write(b"".join([pgcopy.HEADER, *ticks, pgcopy.TRAILER]))
+                if depth:
+                    async with cur.copy(_COPY_DEPTH) as copy:
+                        await copy.write(b"".join([pgcopy.HEADER, *depth, pgcopy.TRAILER]))
+                    await cur.execute(_DEPTH_INSERT)
+                if bars:
+                    await cur.executemany(_BAR_UPSERT, bars)
+        self.metrics.transactions += 1
+        for batch in todo:
+            self.metrics.batches_written += 1
+            self.metrics.rows_written[batch.kind] += batch.count
 
     # -- spool --------------------------------------------------------------------------
     def _spool_files(self) -> list[Path]:
@@ -265,7 +362,7 @@ class StorageWriter:
         self._spool_seq += 1
         path = self.spool_dir / f"{self._spool_seq:012d}-{batch.kind}.batch"
         tmp = path.with_suffix(".tmp")
-        batch.enqueued_ns = []
+        batch.enqueued = []
         with tmp.open("wb") as fh:
             pickle.dump(batch, fh, protocol=pickle.HIGHEST_PROTOCOL)
             fh.flush()

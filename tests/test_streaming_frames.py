@@ -1,0 +1,133 @@
+"""The collector's columnar path (``handle_frame``) against its per-tick path
+(``handle_ticks(decode_frame(...))``): the same frames, with the irregular cases the
+columnar path must get right or hand over (reordered and repeated packets, stale and
+unsubscribed ticks, other-mode packets, mixed packet kinds, a day change, a feed-time jump),
+must give byte-identical COPY tuples, the same bar rows, the same live messages and the
+same counters."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from market_bridge.aggregation import BarUpdate
+from market_bridge.collect import Collector, CollectorOptions
+from market_bridge.collect.messages import display_symbol
+from market_bridge.collect.spec import Resolution, Subscription
+from market_bridge.instruments import parse_instruments_csv
+from market_bridge.kite.codec import decode_frame, encode_frame
+from market_bridge.kite.models import IST, Tick
+from market_bridge.kite.simulator import SimConfig
+from market_bridge.kite.simulator.state import SimState
+from market_bridge.storage import pgcopy
+
+DAY = date(2026, 11, 23)
+
+
+class Sink:
+    """What a writer and a publisher would be handed (encoded as the writer encodes)."""
+
+    def __init__(self, encoded: bool) -> None:
+        self.data: dict[str, list[bytes]] = {"ticks": [], "depth": []}
+        self.counts: dict[str, int] = {"ticks": 0, "depth": 0}
+        self.bars: list[tuple[Any, ...]] = []
+        self.live: list[tuple[str, str, Any]] = []
+        if encoded:
+            self.put_encoded = self._put_encoded
+
+    def put(self, kind: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        if kind == "bars":
+            self.bars.extend(rows)
+            return
+        encode = pgcopy.encode_tick_rows if kind == "ticks" else pgcopy.encode_depth_rows
+        self._put_encoded(kind, encode(rows), len(rows))
+
+    def _put_encoded(self, kind: str, data: bytes, count: int) -> None:
+        self.data[kind].append(data)
+        self.counts[kind] += count
+
+    # LiveSink
+    def tick(self, symbol: str, tick: Tick) -> None:
+        self.live.append(("tick", symbol, tick))
+
+    def orderbook(self, symbol: str, tick: Tick) -> None:
+        self.live.append(("orderbook", symbol, (tick.depth_buy, tick.depth_sell)))
+
+    def bar(self, symbol: str, update: BarUpdate) -> None:
+        self.live.append(("bar", symbol, update))
+
+    def stats(self, symbol: str, data: dict[str, Any]) -> None:
+        self.live.append(("stats", symbol, data))
+
+    def status(self, symbol: str, data: dict[str, Any]) -> None:
+        self.live.append(("status", symbol, data))
+
+
+def feed(seconds: int, start: datetime) -> tuple[list[bytes], list[Any], list[int]]:
+    state = SimState(SimConfig(session="always"))
+    instruments = [i for i in parse_instruments_csv(state.universe.csv())
+                   if i.segment != "INDICES"][:40]  # fmt: skip
+    tokens = [i.instrument_token for i in instruments]
+    t0 = int(start.timestamp())
+    rng = random.Random(5)
+    out: list[bytes] = []
+    for k in range(seconds):
+        full = state.packets.packets([(tok, "full") for tok in tokens], t0 + k)  # type: ignore[arg-type]
+        if k % 17 == 3:  # packets repeated and reordered within a frame
+            full = full + rng.sample(full, 5)
+            rng.shuffle(full)
+        if k % 23 == 5:  # a quote-mode frame (Kite answers a subscribe in quote mode first)
+            full = state.packets.packets([(tok, "quote") for tok in tokens[:5]], t0 + k)  # type: ignore[arg-type]
+        if k % 29 == 7:  # mixed packet kinds
+            full = full + state.packets.packets([(tokens[0], "ltp")], t0 + k)  # type: ignore[arg-type]
+        out.append(encode_frame(full))
+    for i in range(len(out) - 3, 0, -31):  # whole frames arriving late
+        out[i], out[i - 2] = out[i - 2], out[i]
+    return out, instruments, tokens
+
+
+def run(frames: list[bytes], instruments: list[Any], columnar: bool,
+        arrival: list[datetime]) -> tuple[Sink, Collector]:  # fmt: skip
+    sink = Sink(encoded=columnar)
+    collector = Collector("c", sink, sink, ws_root="",
+                          options=CollectorOptions(max_tick_age=600.0, depth_interval=5.0))  # fmt: skip
+    subs = {i.instrument_token: Subscription(i, display_symbol(i)) for i in instruments[:-3]}
+    collector.open_offline(Resolution(subs), "full")  # the last three are not subscribed
+    for k, (frame, now) in enumerate(zip(frames, arrival, strict=True)):
+        if columnar:
+            collector.handle_frame(frame, now)
+        else:
+            collector.handle_ticks(decode_frame(frame, now))
+        if k % 4 == 0:
+            collector.on_timer(now.timestamp())
+        if k % 9 == 0:
+            collector.flush_live()
+    collector.flush_live()
+    return sink, collector
+
+
+def test_columnar_path_equals_the_per_tick_path() -> None:
+    # 23:57 -> 00:04: a day change; arrival 1 s after exchange time, except a stale
+    # stretch (exchange time 20 min behind arrival) and a jump (replay restarts 2 h later)
+    start = datetime.combine(DAY, datetime.min.time(), IST) + timedelta(hours=23, minutes=57)
+    frames, instruments, _ = feed(420, start)
+    arrival = [start + timedelta(seconds=k + 1, microseconds=123_457) for k in range(len(frames))]
+    for k in range(100, 110):
+        arrival[k] += timedelta(minutes=20)
+    later, _, _ = feed(60, start + timedelta(hours=2))
+    frames += later
+    arrival += [start + timedelta(hours=2, seconds=k + 1) for k in range(len(later))]
+
+    fast, cf = run(frames, instruments, True, arrival)
+    slow, cs = run(frames, instruments, False, arrival)
+    assert fast.counts == slow.counts and fast.counts["ticks"] > 10_000
+    assert fast.counts["depth"] > 100
+    assert b"".join(fast.data["ticks"]) == b"".join(slow.data["ticks"])
+    assert b"".join(fast.data["depth"]) == b"".join(slow.data["depth"])
+    assert fast.bars == slow.bars and len(fast.bars) > 100
+    assert fast.live == slow.live
+    assert cf.metrics == cs.metrics
+    assert cf.metrics.ticks_stale and cf.metrics.ticks_unsubscribed and cf.metrics.ticks_other_mode
+    assert cf.metrics_dict() == cs.metrics_dict()
