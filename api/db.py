@@ -21,9 +21,9 @@ _DIAGNOSIS_TTL_S = 2.0  # at most one probe connection per worker per 2 s while 
 
 
 async def _configure(conn: AsyncConnection[Any]) -> None:
-    await conn.execute("SET statement_timeout = '15s'")
-    # timestamptz values come back in IST, so every response carries +05:30.
-    await conn.execute("SET TimeZone = 'Asia/Kolkata'")
+    # timestamptz values come back in IST, so every response carries +05:30. One round
+    # trip (no parameters: both statements go in one simple query).
+    await conn.execute("SET statement_timeout = '15s'; SET TimeZone = 'Asia/Kolkata'")
 
 
 def make_pool(dsn: str, *, min_size: int, max_size: int, timeout: float) -> AsyncConnectionPool:

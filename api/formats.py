@@ -78,7 +78,7 @@ def negotiate(request: Request) -> str:
 
 def bars_table(bars: Sequence[BarRow], metadata: Mapping[str, str]) -> pa.Table:
     columns = {
-        "timestamp": [b.bar_timestamp for b in bars],
+        "timestamp": [b.timestamp for b in bars],
         "open": [b.open for b in bars],
         "high": [b.high for b in bars],
         "low": [b.low for b in bars],

@@ -1,8 +1,9 @@
 """REST API latency and throughput on a year of 1m bars, against the same SQL run directly.
 
     .venv/bin/python bench/api.py [--symbols 50] [--days 365] [--duration 10]
-                                  [--concurrency 1,16] [--workers 1,2] [--client raw|httpx]
-                                  [--load-connections 2] [--database-url URL]
+                                  [--concurrency 1,4,16] [--workers 1,2] [--client raw|httpx]
+                                  [--load-connections 2] [--chunk-interval INTERVAL]
+                                  [--database-url URL [--reuse-data]]
     .venv/bin/python bench/api.py --symbols 5 --days 30 --duration 3 --workers 1   # quick
 
 Set-up: unless ``--database-url`` (default: ``DATABASE_URL``) is given, a throwaway
@@ -14,15 +15,19 @@ symbols (NIFTY50 members first): 50 x ~250 x 375 = ~4.7 million rows. Generated 
 (a random walk per symbol) straight into PostgreSQL's binary COPY format, loaded over
 ``--load-connections`` connections; the load rate is printed (rows/s and MiB/s of COPY
 data; it includes both indexes and chunk routing), then ``VACUUM (ANALYZE)``: what
-autovacuum would otherwise do to the fresh rows during the first measurements.
+autovacuum would otherwise do to the fresh rows during the first measurements. The bars
+go into chunks of the migrated interval (30 days, migration 0007), or of
+``--chunk-interval`` (e.g. ``'1 day'``: an install whose bars were stored before 0007).
+``--reuse-data`` (with a URL) skips the load when the window already holds every row.
 
 Measured, for each ``--workers`` count: the API (``api.server.serve(workers=W)``, the
 production entry point, in a subprocess), driven from a SECOND process (asyncio, one
 keep-alive connection per request in flight: a minimal HTTP/1.1 client by default, which
 takes a fraction of httpx's CPU per request, or ``--client httpx`` for ``httpx.AsyncClient``;
-``--concurrency`` requests in flight, symbols round robin; each concurrency level in turn: 1 gives the latency of a request
-alone, 16 that of a loaded server, where queueing adds to it) for ``--duration`` seconds
-per endpoint, after a warm-up (see below):
+``--concurrency`` requests in flight, symbols round robin; each concurrency level in turn:
+1 gives the latency of a request alone, 4 a few clients at once (a dashboard and a
+strategy or two), 16 a loaded server, where queueing adds to it) for ``--duration``
+seconds per endpoint, after a warm-up (see below):
 
     bars          GET /intraday/bars/SYM?limit=1000       the latest 1000 bars, JSON
     latest        GET /intraday/latest/SYM
@@ -38,10 +43,15 @@ calendar and JSON encoding add to the database work.
 Warm-up: at least 1 s and ``WARM_CALLS`` (20) requests per client task, so that every
 pooled connection has run each statement more than ~11 times: psycopg prepares a
 statement after 5 executions, and PostgreSQL may use a generic plan for a prepared
-statement after 5 custom plans (it does for these queries). Until then each query is
-planned afresh, which over a hypertable of ~250 daily chunks costs tens of ms (the printed
-EXPLAIN figures show it); the steady state of a long-running server is measured, not the
-first requests of its connections.
+statement after 5 custom plans. (The bar queries with a recent time bound are sent
+unprepared on purpose: planned with the bound's value, they open only the recent chunks;
+``market_bridge.queries.bars``.) The steady state of a long-running server is measured,
+not the first requests of its connections.
+
+EXPLAIN: for one symbol, planning and execution time, chunks in the plan and shared
+buffers of each query the three endpoints run, as the API sends it (unprepared with its
+recent bound, or prepared), and of the unbounded fallbacks that run only when the recent
+window holds too little.
 
 Latency is per request (send to last body byte) in the client process, counted for the
 requests that start and end inside the measured window; requests/s = those / duration.
@@ -59,6 +69,7 @@ import itertools
 import multiprocessing as mp
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -84,6 +95,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 import numpy as np
 import psycopg
+from psycopg import sql as pgsql
 from psycopg_pool import AsyncConnectionPool
 
 from api.db import make_pool
@@ -93,6 +105,7 @@ from market_bridge.db.migrate import migrate
 from market_bridge.kite.models import IST
 from market_bridge.market.calendar import TradingCalendar, expected_bar_starts
 from market_bridge.market.timeframes import TIMEFRAMES
+from market_bridge.queries.bars import RECENT_WINDOW, recent_window
 
 ROOT = Path(__file__).resolve().parents[1]
 ENDPOINTS = ("bars", "latest", "completeness")
@@ -218,8 +231,30 @@ class LoadStats:
     table_mib: float
 
 
-def load_bars(dsn: str, symbols: list[str], unix_us: np.ndarray, connections: int) -> LoadStats:
+def loaded_rows(dsn: str, symbols: list[str], unix_us: np.ndarray) -> int:
+    bounds = [datetime.fromtimestamp(int(x) / 1e6, IST) for x in (unix_us[0], unix_us[-1])]
     with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            """SELECT count(*) FROM md.intraday_bars WHERE exchange = 'NSE' AND timeframe = '1m'
+               AND symbol = ANY(%s) AND bar_timestamp BETWEEN %s AND %s""",
+            (symbols, *bounds),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def load_bars(
+    dsn: str,
+    symbols: list[str],
+    unix_us: np.ndarray,
+    connections: int,
+    chunk_interval: str | None = None,
+) -> LoadStats:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if chunk_interval:  # for the chunks created from now on
+            conn.execute(
+                "SELECT set_chunk_time_interval('md.intraday_bars', %s::interval)",
+                (chunk_interval,),
+            )
         conn.execute(
             """INSERT INTO md.instruments (exchange, tradingsymbol, instrument_token, name,
                    instrument_type, segment)
@@ -267,33 +302,69 @@ def load_bars(dsn: str, symbols: list[str], unix_us: np.ndarray, connections: in
 
 
 def explain(dsn: str, symbol: str, day: date) -> list[str]:
-    """Planning and execution time of each query the endpoints run (one symbol, warm)."""
+    """Per query the endpoints run (one symbol): planning and execution time, the chunks
+    the plan opens and the shared buffers it touches (EXPLAIN (ANALYZE, BUFFERS)), sent
+    the way the API sends it: unprepared (so planned with its values) for the queries with
+    a recent bound, prepared (generic plan after 5 executions) for the rest."""
     from market_bridge.queries import query
 
+    now = datetime.now(IST)
     start = datetime.combine(day, datetime.min.time(), IST)
     key = {"exchange": "NSE", "symbol": symbol, "timeframe": "1m"}
-    queries: list[tuple[str, str, dict[str, Any]]] = [
-        ("symbols.sql", "known_symbols", {"exchanges": ["NSE"], "symbols": [symbol]}),
-        ("bars.sql", "bars_in_range", key | {"start": None, "end": None, "limit": 1000}),
-        ("bars.sql", "latest_bar", key),
-        ("bars.sql", "bar_starts", key | {"start": start, "end": start + timedelta(days=1)}),
-    ]
+    one = {"exchanges": ["NSE"], "symbols": [symbol]}
+    bars_since = now - recent_window("1m", 1000)
+    queries: list[tuple[str, str, str, dict[str, Any], bool]] = [
+        ("every endpoint", "symbols.sql", "listed_symbols", one, True),
+        ("bars", "bars.sql", "bars_newest_first",
+         key | {"start": bars_since, "end": None, "limit": 1000}, False),
+        ("latest", "bars.sql", "latest_bar_since", key | {"since": now - RECENT_WINDOW}, False),
+        ("completeness", "bars.sql", "bar_starts",
+         key | {"start": start, "end": start + timedelta(days=1)}, False),
+        ("fallback: unlisted symbol", "symbols.sql", "stored_symbols", one, True),
+        ("fallback: no recent bar", "bars.sql", "latest_bar", key, True),
+        ("fallback: too few recent bars", "bars.sql", "bars_newest_first",
+         key | {"start": None, "end": None, "limit": 1000}, True),
+    ]  # fmt: skip
     out = []
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SET TimeZone = 'Asia/Kolkata'")
         chunks = conn.execute(
-            "SELECT count(*) FROM timescaledb_information.chunks"
+            "SELECT count(*), min(range_end - range_start)"
+            " FROM timescaledb_information.chunks"
             " WHERE hypertable_schema = 'md' AND hypertable_name = 'intraday_bars'"
         ).fetchone()
-        out.append(f"md.intraday_bars: {chunks[0] if chunks else '?'} chunks")
-        for filename, name, params in queries:
-            sql = query(filename, name)
-            conn.execute(sql, params).fetchall()  # warm
-            plan = [r[0] for r in conn.execute(f"EXPLAIN (ANALYZE, SUMMARY) {sql}", params)]
+        if chunks:
+            out.append(f"md.intraday_bars: {chunks[0]} chunks (interval {chunks[1]})")
+        for k, (used_by, filename, name, params, prepared) in enumerate(queries):
+            text = query(filename, name).rstrip(";")
+            if prepared:  # a server-side prepared statement and its generic plan
+                names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", text)))
+                for i, param in enumerate(names, start=1):
+                    text = text.replace(f"%({param})s", f"${i}")
+                stmt = f"mb_explain_{k}"
+                conn.execute(f"PREPARE {stmt} AS {text}")
+                conn.execute("SET plan_cache_mode = force_generic_plan")
+                args = pgsql.SQL(", ").join(pgsql.Literal(params[n]) for n in names)
+                run = pgsql.SQL("EXECUTE {} ({})").format(pgsql.Identifier(stmt), args)
+                conn.execute(run).fetchall()  # builds the generic plan
+                plan = [r[0] for r in conn.execute(
+                    pgsql.SQL("EXPLAIN (ANALYZE, BUFFERS, SUMMARY) ") + run)]  # fmt: skip
+                conn.execute("RESET plan_cache_mode")
+                conn.execute(f"DEALLOCATE {stmt}")
+            else:  # planned with its values, as every execution is
+                conn.execute(text, params, prepare=False).fetchall()  # warm the cache
+                plan = [r[0] for r in conn.execute(
+                    f"EXPLAIN (ANALYZE, BUFFERS, SUMMARY) {text}", params, prepare=False)]  # fmt: skip
             times = {ln.split(":")[0].strip(): ln.split(":")[1].strip() for ln in plan
                      if ln.startswith(("Planning Time", "Execution Time"))}  # fmt: skip
-            out.append(f"{name}: planning {times.get('Planning Time')}, "
-                       f"execution {times.get('Execution Time')}")  # fmt: skip
+            opened = len({w for ln in plan for w in ln.replace("(", " ").split()
+                          if w.startswith("_hyper_")})  # fmt: skip
+            hits = [ln.split("shared hit=")[1].split()[0] for ln in plan
+                    if ln.strip().startswith("Buffers: shared hit=")]  # fmt: skip
+            how = "prepared" if prepared else "unprepared"
+            out.append(f"{name} ({used_by}; {how}): planning {times.get('Planning Time')}, "
+                       f"execution {times.get('Execution Time')}, {opened} chunks in the plan, "
+                       f"{hits[0] if hits else '?'} shared buffers")  # fmt: skip
     return out
 
 
@@ -653,8 +724,8 @@ def main() -> None:
     ap.add_argument("--symbols", type=int, default=50)
     ap.add_argument("--days", type=int, default=365, help="calendar days of 1m bars")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
-    ap.add_argument("--concurrency", default="1,16",
-                    help="requests in flight; several levels: 1,16")  # fmt: skip
+    ap.add_argument("--concurrency", default="1,4,16",
+                    help="requests in flight; several levels: 1,4,16")  # fmt: skip
     ap.add_argument("--workers", default="1,2", help="API worker counts to run, e.g. 1 or 1,2")
     ap.add_argument(
         "--client",
@@ -663,6 +734,11 @@ def main() -> None:
         help="HTTP client of the load process (raw: minimal keep-alive HTTP/1.1)",
     )
     ap.add_argument("--load-connections", type=int, default=2, help="parallel COPY streams")
+    ap.add_argument("--chunk-interval", default=None,
+                    help="chunk interval for the loaded bars, e.g. '1 day' (as before migration "
+                    "0007); default: the migrated one (30 days)")  # fmt: skip
+    ap.add_argument("--reuse-data", action="store_true",
+                    help="with --database-url: skip the load when the bars are already there")
     ap.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
                     help="use this database (bench symbols' bars are replaced) instead of a "
                     "temp cluster")  # fmt: skip
@@ -680,15 +756,18 @@ def main() -> None:
     logs = Path(tempfile.mkdtemp(prefix="mb-bench-api-logs-"))
     failed = False
     with database(args.database_url) as db:
-        stats = load_bars(db.dsn, symbols, unix_us, args.load_connections)
-        print(f"load: {stats.rows:,} rows in {stats.seconds:.1f} s = {stats.rows / stats.seconds:,.0f} "
+        if args.reuse_data and loaded_rows(db.dsn, symbols, unix_us) == len(unix_us) * len(symbols):
+            print("--reuse-data: the bars are there; not loaded")
+        else:
+            stats = load_bars(db.dsn, symbols, unix_us, args.load_connections, args.chunk_interval)
+            print(f"load: {stats.rows:,} rows in {stats.seconds:.1f} s = {stats.rows / stats.seconds:,.0f} "
               f"rows/s ({stats.nbytes / 2**20 / stats.seconds:,.1f} MiB/s of COPY data, "
               f"{args.load_connections} connections, binary COPY); VACUUM (ANALYZE) {stats.vacuum_seconds:.1f} s;"
               f" table {stats.table_mib:,.0f} MiB with indexes")  # fmt: skip
 
         print(
-            "EXPLAIN ANALYZE (a fresh plan: what the first ~11 executions of a statement on a "
-            "connection pay):"
+            "EXPLAIN (ANALYZE, BUFFERS), each query as the API sends it (unprepared: planned "
+            "with its values each time; prepared: the generic plan):"
         )
         for line in explain(db.dsn, symbols[0], last_day):
             print(f"  {line}")

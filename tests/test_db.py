@@ -19,7 +19,8 @@ from market_bridge.db.migrate import MigrationError, load_migrations, migrate
 from .conftest import free_port
 
 
-def test_seed_tables_are_hypertables_with_one_day_chunks(module_db_url: str) -> None:
+def test_seed_tables_are_hypertables_bars_in_30_day_chunks(module_db_url: str) -> None:
+    # Ticks and depth: 1-day chunks (0001); bars: 30 days from migration 0007 on.
     with psycopg.connect(module_db_url) as conn:
         rows = conn.execute(
             """SELECT hypertable_name, time_interval
@@ -27,7 +28,7 @@ def test_seed_tables_are_hypertables_with_one_day_chunks(module_db_url: str) -> 
                 WHERE hypertable_schema = 'md' ORDER BY hypertable_name"""
         ).fetchall()
     assert rows == [
-        ("intraday_bars", timedelta(days=1)),
+        ("intraday_bars", timedelta(days=30)),
         ("order_book", timedelta(days=1)),
         ("tick_data", timedelta(days=1)),
     ]

@@ -18,6 +18,7 @@ Semantics (also in docs/api.md and the OpenAPI document):
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_right
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -52,6 +53,8 @@ bp = Blueprint("intraday", url_prefix="/intraday")
 # Longest range gaps/completeness will enumerate (expected bars are listed one by one).
 MAX_INTRADAY_QUALITY_SPAN = timedelta(days=366)
 MAX_DAY_QUALITY_SPAN = timedelta(days=366 * 20)
+# Ranges up to this long get their expected bars computed on the event loop.
+INLINE_CALENDAR_SPAN = timedelta(days=3)
 
 
 # ---- helpers -----------------------------------------------------------------------
@@ -72,22 +75,6 @@ def _head(symbol: Symbol, timeframe: Timeframe | None = None) -> dict[str, Any]:
     if timeframe is not None:
         head["timeframe"] = timeframe.name
     return head
-
-
-def bar_view(bar: BarRow) -> dict[str, Any]:
-    return {
-        "timestamp": bar.bar_timestamp,
-        "open": bar.open,
-        "high": bar.high,
-        "low": bar.low,
-        "close": bar.close,
-        "volume": bar.volume,
-        "trades_count": bar.trades_count,
-        "vwap": bar.vwap,
-        "oi": bar.oi,
-        "provenance": bar.provenance,
-        "revision": bar.revision,
-    }
 
 
 def tick_view(tick: TickRow) -> dict[str, Any]:
@@ -126,7 +113,9 @@ def _bars_response(
         return table_response(bars_table(bars, metadata), fmt, stem)
     body = _head(symbol, timeframe) | extra | {
         "count": len(bars),
-        "bars": [bar_view(b) for b in bars],
+        # orjson serialises a BarRow as the bar object itself (its fields are the answer's
+        # keys, in order): no dict per bar.
+        "bars": bars,
     }
     return json_response(body)
 
@@ -160,17 +149,25 @@ async def _expected_and_present(
 ) -> tuple[Symbol, list[datetime], list[datetime]]:
     symbol = parse_or_400(raw_symbol)
     now = _now(request)
-    async with connection(request) as conn:
-        await ensure_known(conn, symbol)
-        present = await bar_queries.bar_starts(
-            conn, symbol.exchange, symbol.tradingsymbol, timeframe.name, start, end
+    calendar = _calendar(request)
+    if end - start <= INLINE_CALENDAR_SPAN:  # ~0.5 ms a day: less than a thread hop costs
+        calendar_work: asyncio.Future[list[datetime]] | None = None
+        expected = expected_bar_starts(calendar, timeframe, start, end)
+    else:  # can take a while for long ranges: off the event loop, while the database works
+        calendar_work = asyncio.ensure_future(
+            asyncio.to_thread(expected_bar_starts, calendar, timeframe, start, end)
         )
-    # Calendar work can take a while for long ranges: off the event loop.
-    expected = await asyncio.to_thread(
-        expected_bar_starts, _calendar(request), timeframe, start, end
-    )
-    # A bar that has not closed yet cannot be missing.
-    expected = [ts for ts in expected if timeframe.bar_end(ts) <= now]
+    try:
+        async with connection(request) as conn:
+            await ensure_known(conn, symbol)
+            present = await bar_queries.bar_starts(
+                conn, symbol.exchange, symbol.tradingsymbol, timeframe.name, start, end
+            )
+    finally:
+        if calendar_work is not None:
+            expected = await calendar_work
+    # A bar that has not closed yet cannot be missing (expected is in order: bisect).
+    expected = expected[: bisect_right(expected, now, key=timeframe.bar_end)]
     return symbol, expected, present
 
 
@@ -198,7 +195,8 @@ async def bars(request: Request, symbol: str) -> HTTPResponse:
     async with connection(request) as conn:
         await ensure_known(conn, sym)
         rows = await bar_queries.bars_in_range(
-            conn, sym.exchange, sym.tradingsymbol, timeframe.name, rng.start, rng.end, limit
+            conn, sym.exchange, sym.tradingsymbol, timeframe.name, rng.start, rng.end, limit,
+            now=_now(request),
         )
     return _bars_response(sym, timeframe, rows, fmt, rng.echo() | {"limit": limit})
 
@@ -209,10 +207,12 @@ async def latest(request: Request, symbol: str) -> HTTPResponse:
     sym = parse_or_400(symbol)
     async with connection(request) as conn:
         await ensure_known(conn, sym)
-        row = await bar_queries.latest_bar(conn, sym.exchange, sym.tradingsymbol, timeframe.name)
+        row = await bar_queries.latest_bar(
+            conn, sym.exchange, sym.tradingsymbol, timeframe.name, now=_now(request)
+        )
     if row is None:
         raise ApiError(404, "no data", f"no {timeframe.name} bars stored for {sym}")
-    return json_response(_head(sym, timeframe) | {"bar": bar_view(row)})
+    return json_response(_head(sym, timeframe) | {"bar": row})
 
 
 @bp.get("/today/<symbol>", unquote=True)

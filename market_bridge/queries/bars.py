@@ -1,28 +1,53 @@
 """Reads of ``md.intraday_bars`` (queries in bars.sql).
 
 Ranges are half-open ``[start, end)``; ``None`` means unbounded. Timestamps come back as
-aware datetimes converted to IST.
+aware datetimes in IST.
+
+Recent window first: ``latest_bar`` and ``bars_in_range`` look at the last few days before
+they look at everything (``RECENT_WINDOW``, widened for a large ``limit`` or a long
+timeframe). Those queries are sent unprepared, so PostgreSQL plans them with the actual
+bound and TimescaleDB excludes the older chunks at plan time; a prepared statement's
+generic plan would start up every chunk of the hypertable instead. Only when the window
+holds too little (no bar, fewer than ``limit``) is the whole range read, which gives the
+same answer as reading it at once. The other queries with a lower time bound
+(``bar_starts``, ``vwap_series``, ``range_stats`` with a start) are sent unprepared for the
+same reason; planning them costs a fraction of a millisecond.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import class_row
 
 from market_bridge.kite.models import IST
+from market_bridge.market.timeframes import TIMEFRAMES
 from market_bridge.queries import query
 
 _FILE = "bars.sql"
+_KOLKATA = "Asia/Kolkata"
+_KOLKATA_FIXED_SINCE = 1946  # the zone has been UTC+05:30 since October 1945
+
+# The newest bars are looked for in [now - RECENT_WINDOW, ...) first (module docstring).
+RECENT_WINDOW = timedelta(days=7)
+_TRADING_MINUTES_PER_DAY = 375  # 09:15-15:30 IST
+_WINDOW_SAFETY = 3.0  # calendar days per trading day, with room for holidays
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BarRow:
-    bar_timestamp: datetime
+    """One stored bar: the bar of every API answer, with the same keys in the same order
+    (orjson serialises it as that JSON object). ``timestamp`` is the bar's start, in IST.
+
+    Not frozen: a frozen dataclass's ``__init__`` costs ~7 times as much, which shows at
+    thousands of rows per request."""
+
+    timestamp: datetime
     open: float
     high: float
     low: float
@@ -34,8 +59,38 @@ class BarRow:
     provenance: str
     revision: int
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "bar_timestamp", self.bar_timestamp.astimezone(IST))
+    @property
+    def bar_timestamp(self) -> datetime:
+        """The column's name for ``timestamp``."""
+        return self.timestamp
+
+
+_Bar = TypeVar("_Bar", bound=BarRow)
+
+
+def ist_rows(
+    cursor: AsyncCursor[Any], make: Callable[..., _Bar]
+) -> Callable[[Sequence[Any]], _Bar]:
+    """A row maker: ``make(*values)``, its ``timestamp`` in IST.
+
+    The API's connections run with TimeZone Asia/Kolkata, so psycopg already gives IST
+    (a ZoneInfo that is +05:30 for every date since 1946): then nothing is converted, as
+    converting costs ~1 us a bar. Otherwise, or for older dates, astimezone(IST)."""
+    zone = getattr(cursor.connection.info.timezone, "key", None)
+
+    def row(values: Sequence[Any]) -> _Bar:
+        bar = make(*values)
+        if zone != _KOLKATA or bar.timestamp.year < _KOLKATA_FIXED_SINCE:
+            bar.timestamp = bar.timestamp.astimezone(IST)
+        return bar
+
+    return row
+
+
+def bar_rows(cursor: AsyncCursor[Any]) -> Callable[[Sequence[Any]], BarRow]:
+    """Row factory: the bar columns of bars.sql (BarRow's, in order) -> BarRow,
+    positionally (no dict per row)."""
+    return ist_rows(cursor, BarRow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +137,26 @@ def _key(exchange: str, symbol: str, timeframe: str) -> dict[str, Any]:
     return {"exchange": exchange, "symbol": symbol, "timeframe": timeframe}
 
 
+def recent_window(timeframe: str, limit: int) -> timedelta:
+    """How far back ``limit`` bars of ``timeframe`` surely reach when stored without gaps:
+    RECENT_WINDOW at least (1000 1m bars are under 3 trading days)."""
+    tf = TIMEFRAMES.get(timeframe)
+    per_day = 1.0 if tf is None or not tf.is_intraday else _TRADING_MINUTES_PER_DAY / tf.minutes
+    days = math.ceil(limit / per_day * _WINDOW_SAFETY)
+    return max(RECENT_WINDOW, timedelta(days=days))
+
+
+async def _bars(
+    conn: AsyncConnection[Any], name: str, params: dict[str, Any], *, prepare: bool | None
+) -> list[BarRow]:
+    # Binary: PostgreSQL sends doubles and timestamps as they are stored instead of
+    # formatting them as text (float8out is most of the server's cost for 1000 bars), and
+    # psycopg does not parse them.
+    async with conn.cursor(row_factory=bar_rows, binary=True) as cur:
+        await cur.execute(query(_FILE, name), params, prepare=prepare)
+        return await cur.fetchall()
+
+
 async def bars_in_range(
     conn: AsyncConnection[Any],
     exchange: str,
@@ -90,20 +165,49 @@ async def bars_in_range(
     start: datetime | None,
     end: datetime | None,
     limit: int,
+    *,
+    now: datetime | None = None,
 ) -> list[BarRow]:
-    """The most recent ``limit`` bars in ``[start, end)``, oldest first."""
-    params = _key(exchange, symbol, timeframe) | {"start": start, "end": end, "limit": limit}
-    async with conn.cursor(row_factory=class_row(BarRow)) as cur:
-        await cur.execute(query(_FILE, "bars_in_range"), params)
-        return await cur.fetchall()
+    """The most recent ``limit`` bars in ``[start, end)``, oldest first.
+
+    Reads a recent window first (module docstring): ``recent_window`` back from ``end``,
+    or from ``now`` (default: the wall clock) when ``end`` is None.
+    """
+    key = _key(exchange, symbol, timeframe) | {"limit": limit}
+    anchor = end if end is not None else now or datetime.now(UTC)
+    since = anchor - recent_window(timeframe, limit)
+    if start is None or since > start:
+        newest_first = await _bars(
+            conn, "bars_newest_first", key | {"start": since, "end": end}, prepare=False
+        )
+        if len(newest_first) < limit:  # the window holds too few: read the whole range
+            newest_first = await _bars(
+                conn, "bars_newest_first", key | {"start": start, "end": end}, prepare=None
+            )
+    else:  # the range itself is recent
+        newest_first = await _bars(
+            conn, "bars_newest_first", key | {"start": start, "end": end}, prepare=False
+        )
+    newest_first.reverse()
+    return newest_first
 
 
 async def latest_bar(
-    conn: AsyncConnection[Any], exchange: str, symbol: str, timeframe: str
+    conn: AsyncConnection[Any],
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    *,
+    now: datetime | None = None,
 ) -> BarRow | None:
-    async with conn.cursor(row_factory=class_row(BarRow)) as cur:
-        await cur.execute(query(_FILE, "latest_bar"), _key(exchange, symbol, timeframe))
-        return await cur.fetchone()
+    """The newest bar: looked for in the last RECENT_WINDOW before ``now`` (default: the
+    wall clock), then in everything."""
+    key = _key(exchange, symbol, timeframe)
+    since = (now or datetime.now(UTC)) - RECENT_WINDOW
+    rows = await _bars(conn, "latest_bar_since", key | {"since": since}, prepare=False)
+    if not rows:
+        rows = await _bars(conn, "latest_bar", key, prepare=None)
+    return rows[0] if rows else None
 
 
 async def close_before(
@@ -127,7 +231,8 @@ async def range_stats(
 ) -> RangeStats:
     params = _key(exchange, symbol, timeframe) | {"start": start, "end": end}
     async with conn.cursor(row_factory=class_row(RangeStats)) as cur:
-        await cur.execute(query(_FILE, "range_stats"), params)
+        # Unprepared when bounded below: planned with the bound, only its chunks are opened.
+        await cur.execute(query(_FILE, "range_stats"), params, prepare=False if start else None)
         row = await cur.fetchone()
     assert row is not None  # an aggregate without GROUP BY always returns one row
     return row
@@ -155,7 +260,7 @@ async def vwap_series(
         "limit": limit,
     }
     async with conn.cursor(row_factory=class_row(VwapPoint)) as cur:
-        await cur.execute(query(_FILE, "vwap_series"), params)
+        await cur.execute(query(_FILE, "vwap_series"), params, prepare=False)  # bounded
         return await cur.fetchall()
 
 
@@ -169,8 +274,8 @@ async def bar_starts(
 ) -> list[datetime]:
     """Labels of the stored bars in ``[start, end)``, in order (for gap detection)."""
     params = _key(exchange, symbol, timeframe) | {"start": start, "end": end}
-    async with conn.cursor() as cur:
-        await cur.execute(query(_FILE, "bar_starts"), params)
+    async with conn.cursor(binary=True) as cur:
+        await cur.execute(query(_FILE, "bar_starts"), params, prepare=False)  # bounded
         return [row[0] for row in await cur.fetchall()]
 
 

@@ -2,21 +2,34 @@
 -- bound means unbounded. IST day boundaries use 'Asia/Kolkata' explicitly so results do not
 -- depend on the session's TimeZone setting.
 
--- name: bars_in_range
--- The most recent `limit` bars of the range, oldest first.
-SELECT * FROM (
-    SELECT bar_timestamp, open, high, low, close, volume, trades_count, vwap, oi,
-           provenance, revision
-    FROM md.intraday_bars
-    WHERE exchange = %(exchange)s AND symbol = %(symbol)s AND timeframe = %(timeframe)s
-      AND bar_timestamp >= coalesce(%(start)s::timestamptz, '-infinity')
-      AND bar_timestamp < coalesce(%(end)s::timestamptz, 'infinity')
-    ORDER BY bar_timestamp DESC
-    LIMIT %(limit)s
-) newest
-ORDER BY bar_timestamp;
+-- The bar columns (BarRow, in this order) of bars_newest_first, latest_bar_since and
+-- latest_bar. bars.py sends the queries with a recent lower bound unprepared, so that
+-- they are planned with the bound's value and only the recent chunks are opened.
+
+-- name: bars_newest_first
+-- The most recent `limit` bars of the range, newest first (bars.py reverses them: the
+-- reversal costs PostgreSQL nothing).
+SELECT bar_timestamp, open, high, low, close, volume, trades_count, vwap, oi,
+       provenance, revision
+FROM md.intraday_bars
+WHERE exchange = %(exchange)s AND symbol = %(symbol)s AND timeframe = %(timeframe)s
+  AND bar_timestamp >= coalesce(%(start)s::timestamptz, '-infinity')
+  AND bar_timestamp < coalesce(%(end)s::timestamptz, 'infinity')
+ORDER BY bar_timestamp DESC
+LIMIT %(limit)s;
+
+-- name: latest_bar_since
+-- The newest bar at or after `since` (the recent window tried first).
+SELECT bar_timestamp, open, high, low, close, volume, trades_count, vwap, oi,
+       provenance, revision
+FROM md.intraday_bars
+WHERE exchange = %(exchange)s AND symbol = %(symbol)s AND timeframe = %(timeframe)s
+  AND bar_timestamp >= %(since)s
+ORDER BY bar_timestamp DESC
+LIMIT 1;
 
 -- name: latest_bar
+-- The newest bar, wherever it is (when the recent window has none).
 SELECT bar_timestamp, open, high, low, close, volume, trades_count, vwap, oi,
        provenance, revision
 FROM md.intraday_bars

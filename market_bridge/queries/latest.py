@@ -6,17 +6,18 @@ data are simply absent from the result.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import class_row
 
 from market_bridge.kite.models import IST
 from market_bridge.market.symbols import Symbol
 from market_bridge.queries import query
+from market_bridge.queries.bars import RECENT_WINDOW, BarRow, ist_rows
 
 _FILE = "latest.sql"
 
@@ -42,25 +43,18 @@ class LatestTick:
         object.__setattr__(self, "tick_timestamp", self.tick_timestamp.astimezone(IST))
 
 
-@dataclass(frozen=True, slots=True)
-class LatestBar:
+@dataclass(slots=True)
+class LatestBar(BarRow):
+    """A symbol's newest bar: the bar (``BarRow``) and whose it is."""
+
     exchange: str
     symbol: str
     instrument_token: int
-    bar_timestamp: datetime
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: int
-    trades_count: int | None
-    vwap: float | None
-    oi: int | None
-    provenance: str
-    revision: int
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "bar_timestamp", self.bar_timestamp.astimezone(IST))
+
+def _latest_bar_rows(cursor: AsyncCursor[Any]) -> Callable[[Sequence[Any]], LatestBar]:
+    # Columns: the bar's (BarRow's, in order), then exchange, symbol, instrument_token.
+    return ist_rows(cursor, LatestBar)
 
 
 def _keys(symbols: Sequence[Symbol]) -> dict[str, Any]:
@@ -81,11 +75,30 @@ async def latest_ticks(
 
 
 async def latest_bars(
-    conn: AsyncConnection[Any], symbols: Sequence[Symbol], timeframe: str
+    conn: AsyncConnection[Any],
+    symbols: Sequence[Symbol],
+    timeframe: str,
+    *,
+    now: datetime | None = None,
 ) -> dict[Symbol, LatestBar]:
+    """The newest bar per symbol: looked for in the last ``RECENT_WINDOW`` before ``now``
+    (default: the wall clock; an unprepared query, so only recent chunks are opened), then
+    everywhere for the symbols that have none there."""
     if not symbols:
         return {}
-    params = _keys(symbols) | {"timeframe": timeframe}
-    async with conn.cursor(row_factory=class_row(LatestBar)) as cur:
-        await cur.execute(query(_FILE, "latest_bars"), params)
-        return {Symbol(r.exchange, r.symbol): r for r in await cur.fetchall()}
+    since = (now or datetime.now(UTC)) - RECENT_WINDOW
+    found: dict[Symbol, LatestBar] = {}
+    async with conn.cursor(row_factory=_latest_bar_rows) as cur:
+        await cur.execute(
+            query(_FILE, "latest_bars_since"),
+            _keys(symbols) | {"timeframe": timeframe, "since": since},
+            prepare=False,
+        )
+        for r in await cur.fetchall():
+            found[Symbol(r.exchange, r.symbol)] = r
+        rest = [s for s in dict.fromkeys(symbols) if s not in found]
+        if rest:
+            await cur.execute(query(_FILE, "latest_bars"), _keys(rest) | {"timeframe": timeframe})
+            for r in await cur.fetchall():
+                found[Symbol(r.exchange, r.symbol)] = r
+    return found

@@ -1,0 +1,13 @@
+-- md.intraday_bars: 30-day chunks instead of 1-day ones (0001).
+--
+-- A day of bars is small (1m bars of 3,000 symbols: ~1.1 million rows, ~0.4 GB with both
+-- indexes), but every query that cannot exclude chunks at plan time pays per chunk: with
+-- 1-day chunks a year of bars is ~250 chunks, and planning a query without a time bound
+-- over them took 30-60 ms (docs/benchmarks.md). 30 days gives ~13 chunks a year.
+--
+-- set_chunk_time_interval applies to chunks created from now on; existing chunks keep
+-- their 1-day interval. On an existing install the 1-day chunks age out with retention
+-- (365 days), or can be merged by re-loading: docs/api.md ("Chunk interval").
+-- Retention (drop_chunks, or the policy) drops whole chunks, so the oldest bars are kept
+-- up to one chunk interval past the 365 days.
+SELECT set_chunk_time_interval('md.intraday_bars', INTERVAL '30 days');
