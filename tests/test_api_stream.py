@@ -3,6 +3,8 @@ mb_live, packed with the streaming service's own ``pack``."""
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -16,6 +18,7 @@ from market_bridge.kite.models import IST
 
 from .conftest import free_port
 from .test_api_stream_support import (
+    TEST_STREAM_OPTIONS,
     Message,
     hub,
     insert_ticks,
@@ -213,6 +216,122 @@ def test_slow_client_is_conflated_then_closed_while_others_get_every_bar(
         notify(dsn, [tick("RELIANCE", 7.0)])
         assert recv_until(fast, lambda m: m["type"] == "tick")[-1]["data"]["price"] == 7.0
     assert metric(server.port, "mb_ws_messages_sent_total", 'type="bar"') >= 300
+
+
+def sessions_of(server: ApiServer, symbol: str) -> list[Any]:
+    """The hub's sessions subscribed to ``symbol`` (read from the test thread: retried if
+    the server's loop changes the set meanwhile)."""
+    while True:
+        try:
+            return list(hub(server).registry.subscribers(symbol))
+        except RuntimeError:
+            continue
+
+
+def test_stalled_client_goes_through_its_queue_then_back_to_direct_writes(
+    server: ApiServer, dsn: str
+) -> None:
+    pad = "x" * 6000
+    queued_before = metric(server.port, "mb_ws_messages_queued_total")
+    with ws_client(server.port, max_queue=None) as fast, stalled_client(server.port) as slow:
+        subscribe(fast, ["WIPRO"])
+        subscribe(slow, ["WIPRO"])
+        ticks = [tick("WIPRO", float(i), pad=pad) for i in range(200)]
+        for i in range(0, len(ticks), 20):
+            notify(dsn, ticks[i : i + 20])
+        # The stalled client backs up (its transport buffer fills): its messages wait,
+        # conflated, in its queue. The fast one reads on (if it lagged for a moment, some
+        # of its ticks were conflated too: newest last, in order).
+        got = recv_until(fast, lambda m: m["type"] == "tick" and m["data"]["price"] == 199.0)
+        prices = [m["data"]["price"] for m in got]
+        assert prices == sorted(set(prices))
+        wait_until(lambda: metric(server.port, "mb_ws_messages_queued_total") > queued_before,
+                   what="the stalled client's queue")  # fmt: skip
+        recv_until(slow, lambda m: m["type"] == "tick" and m["data"]["price"] == 199.0)
+
+        # Caught up: both are back on the direct path, nothing waits in a queue.
+        def both_direct() -> bool:
+            sessions = sessions_of(server, "WIPRO")
+            return len(sessions) == 2 and all(s.fast and not s.queue for s in sessions)
+
+        wait_until(both_direct, what="both clients back on direct writes")
+        time.sleep(0.3)  # the hub flushes its counters every 0.2 s
+        queued = metric(server.port, "mb_ws_messages_queued_total")
+        direct = metric(server.port, "mb_ws_direct_writes_total")
+        bars = [bar("WIPRO", i, close=float(i)) for i in range(5)]
+        notify(dsn, bars)
+        for ws in (fast, slow):
+            assert [recv(ws) for _ in bars] == bars
+        wait_until(lambda: metric(server.port, "mb_ws_direct_writes_total") >= direct + 2,
+                   what="direct writes")  # fmt: skip
+        assert metric(server.port, "mb_ws_messages_queued_total") == queued
+
+
+def test_replies_keep_their_place_among_direct_writes(server: ApiServer, dsn: str) -> None:
+    """While live messages stream, an ``unsubscribed`` reply still follows everything queued
+    before it and precedes nothing for those symbols."""
+    stop = threading.Event()
+
+    def feed() -> None:
+        i = 0
+        while not stop.is_set():
+            notify(dsn, [tick("SBIN", float(i)), tick("ITC", float(i))])
+            i += 1
+
+    with ws_client(server.port, max_queue=None) as ws:
+        subscribe(ws, ["SBIN", "ITC"])
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        try:
+            recv_until(ws, lambda m: m["type"] == "tick" and m["symbol"] == "SBIN")
+            send(ws, {"type": "unsubscribe", "symbols": ["SBIN"], "id": "u"})
+            recv_until(ws, lambda m: m.get("id") == "u")
+            itc = [0]
+
+            def enough(m: Message) -> bool:  # 20 more ITC ticks after the reply
+                itc[0] += m["type"] == "tick" and m["symbol"] == "ITC"
+                return itc[0] >= 20
+
+            after = recv_until(ws, enough)
+        finally:
+            stop.set()
+            feeder.join(10)
+    assert all(m["symbol"] == "ITC" for m in after if m["type"] == "tick")
+
+
+def test_pings_and_the_close_handshake_interleave_with_direct_writes(dsn: str) -> None:
+    """Sanic's keepalive pings (every 50 ms here) and a client's close travel between the
+    fan-out's whole frames: the clients see valid frames, every bar, and a clean close."""
+    config = {"WEBSOCKET_PING_INTERVAL": 0.05, "WEBSOCKET_PING_TIMEOUT": 10}
+    with stream_server(dsn, sanic_config=config) as srv:
+        with ws_client(srv.port, max_queue=None) as a, ws_client(srv.port, max_queue=None) as b:
+            subscribe(a, ["HDFCBANK"])
+            subscribe(b, ["HDFCBANK"])
+            assert [s.ws.ping_interval for s in sessions_of(srv, "HDFCBANK")] == [0.05] * 2
+            bars = [bar("HDFCBANK", i, close=float(i)) for i in range(60)]
+            for i in range(0, len(bars), 3):
+                notify(dsn, bars[i : i + 3])
+                time.sleep(0.02)  # the run spans several pings
+            for ws in (a, b):
+                got = recv_until(ws, lambda m: m["data"]["start"] == bars[-1]["data"]["start"])
+                assert got == bars
+            notify(dsn, bars[:3])
+            a.close()  # while the server may be writing to it
+            assert a.protocol.close_rcvd is not None and a.protocol.close_rcvd.code == 1000
+            assert [recv(b) for _ in range(3)] == bars[:3]
+            assert request(b, {"type": "ping", "id": 1}) == {"type": "pong", "id": 1}
+
+
+@pytest.mark.parametrize("write_path", ["task", "send"])
+def test_baseline_write_paths_deliver_the_same(dsn: str, write_path: str) -> None:
+    """The bench's baselines (every message through the client's writer task)."""
+    options = dataclasses.replace(TEST_STREAM_OPTIONS, write_path=write_path)
+    with stream_server(dsn, options) as srv, ws_client(srv.port) as ws:
+        subscribe(ws, ["ITC"])
+        live = [tick("ITC", 1.0), bar("ITC", 1), bar("ITC", 2)]  # no tick replaces another
+        notify(dsn, live)
+        assert [recv(ws) for _ in live] == live
+        assert [s.fast for s in sessions_of(srv, "ITC")] == [False]
 
 
 # ---- the LISTEN connection -----------------------------------------------------------

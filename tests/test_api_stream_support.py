@@ -40,10 +40,14 @@ TEST_STREAM_OPTIONS = StreamOptions(
 
 @contextmanager
 def stream_server(
-    dsn: str, options: StreamOptions = TEST_STREAM_OPTIONS, **api_options: Any
+    dsn: str,
+    options: StreamOptions = TEST_STREAM_OPTIONS,
+    sanic_config: dict[str, Any] | None = None,
+    **api_options: Any,
 ) -> Iterator[ApiServer]:
     server = ApiServer(make_settings(dsn), make_options(**api_options))
     server.app.ctx.stream_options = options  # read by the hub's start-up listener
+    server.app.config.update(sanic_config or {})  # e.g. WEBSOCKET_PING_INTERVAL
     server.start()
     try:
         yield server

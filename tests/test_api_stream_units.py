@@ -11,6 +11,7 @@ import pytest
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
+from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
 from api.stream import frames, protocol
@@ -265,3 +266,82 @@ def test_options_from_env_and_validation() -> None:
         stream_options_from_env({"MB_WS_MAX_PENDING": "lots"})
     with pytest.raises(ValueError, match="max_clients"):
         stream_options_from_env({"MB_WS_MAX_CLIENTS": "0"})
+
+
+# ---- direct writes -------------------------------------------------------------------
+
+
+class Transport:
+    """What ``write_now`` uses of an asyncio transport (a stand-in for uvloop's)."""
+
+    def __init__(self, buffered: int = 0) -> None:
+        self.written: list[bytes] = []
+        self.buffered = buffered
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+
+class Connection:
+    """The attributes of Sanic's ``WebsocketImplProtocol`` that ``write_now`` reads, with a
+    real ``websockets`` server protocol and a real lock."""
+
+    def __init__(self) -> None:
+        self.ws_proto = ServerProtocol(state=State.OPEN)
+        self.conn_mutex = asyncio.Lock()
+
+
+def frames_of(data: bytes) -> list[tuple[Opcode, bytes]]:
+    client = ClientProtocol(parse_uri("ws://127.0.0.1/stream/ws"), state=State.OPEN)
+    client.receive_data(data)
+    return [(e.opcode, bytes(e.data)) for e in client.events_received() if isinstance(e, Frame)]
+
+
+def test_direct_writes_are_whole_frames_after_what_the_protocol_has_pending() -> None:
+    ws, transport = Connection(), Transport()
+    batch = [frames.text_frame(b'{"a":1}'), frames.text_frame(b'{"b":2}')]
+    assert frames.write_now(ws, transport, batch, limit=1024) is frames.Direct.WRITTEN
+    ws.ws_proto.send_pong(b"p")  # as if Sanic had not sent it yet: it must go first
+    assert frames.write_now(ws, transport, batch[:1], limit=1024) is frames.Direct.WRITTEN
+    assert len(transport.written) == 2  # one write per call
+    assert frames_of(b"".join(transport.written)) == [
+        (Opcode.TEXT, b'{"a":1}'), (Opcode.TEXT, b'{"b":2}'), (Opcode.PONG, b"p"),
+        (Opcode.TEXT, b'{"a":1}'),
+    ]  # fmt: skip
+    assert ws.ws_proto.data_to_send() == []
+
+
+def test_direct_writes_wait_for_a_backed_up_or_busy_connection_and_stop_at_close() -> None:
+    frame = [frames.text_frame(b"{}")]
+    ws = Connection()
+    assert frames.write_now(ws, Transport(buffered=2048), frame, 1024) is frames.Direct.LATER
+
+    async def while_locked() -> frames.Direct:  # a ping or close of Sanic's own in progress
+        async with ws.conn_mutex:
+            return frames.write_now(ws, Transport(), frame, 1024)
+
+    assert asyncio.run(while_locked()) is frames.Direct.LATER
+    ws.ws_proto.send_text(b"part", fin=False)  # a fragmented message being sent
+    assert frames.write_now(ws, Transport(), frame, 1024) is frames.Direct.LATER
+    ws = Connection()
+    ws.ws_proto.send_close(1000)  # no data frame may follow a close frame
+    transport = Transport()
+    assert frames.write_now(ws, transport, frame, 1024) is frames.Direct.CLOSED
+    closing = Transport()
+    closing.closing = True
+    assert frames.write_now(Connection(), closing, frame, 1024) is frames.Direct.CLOSED
+    assert transport.written == [] and closing.written == []
+
+
+def test_write_path_option() -> None:
+    assert StreamOptions().write_path == "direct"
+    assert stream_options_from_env({"MB_WS_WRITE_PATH": "task"}).write_path == "task"
+    with pytest.raises(ValueError, match="write_path"):
+        stream_options_from_env({"MB_WS_WRITE_PATH": "fast"})

@@ -2,8 +2,10 @@
 
 Every Sanic worker is its own process with its own hub and its own ``LISTEN mb_live``
 connection (autocommit, outside the request pool): the streaming service NOTIFYs once and
-PostgreSQL delivers to every worker. The broadcaster runs inside the LISTEN loop and
-only enqueues (``ClientSession.offer``); it never waits on a client.
+PostgreSQL delivers to every worker. The broadcaster runs inside the LISTEN loop: it
+appends each message to its subscribers' outboxes (or, for a client that is backed up,
+``ClientSession.offer`` queues it), and ``flush``, scheduled once per round, writes each
+outbox with one ``transport.write``. It never waits on a client.
 
 If the LISTEN connection fails, the hub reconnects with exponential backoff and jitter,
 and tells every client with a ``status`` message (``symbol`` null): ``stream_lost``, then
@@ -40,6 +42,7 @@ log = logging.getLogger("market_bridge.api.stream")
 _LISTEN_ERRORS = (psycopg.Error, OSError, TimeoutError)
 CLOSE_TOO_SLOW = 4000  # application code: the client did not read fast enough
 CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL_ERROR = 1011
 DISPATCH_SLICE_S = 0.005
 # Label values we expect; anything else a producer sends is counted as "other".
 _TYPES = frozenset({"tick", "bar", "orderbook", "stats", "status", "subscribed",
@@ -53,6 +56,8 @@ class HubStats:
 
     sent: collections.Counter[str] = field(default_factory=collections.Counter)
     conflated: int = 0
+    queued: int = 0  # messages that went through a client's queue (backed up)
+    direct_writes: int = 0  # transport writes by the fan-out (one per client per round)
     dropped: int = 0
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     slow: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -60,9 +65,6 @@ class HubStats:
     live_messages: int = 0
     bad_messages: int = 0
     listen_reconnects: int = 0
-
-    def count_sent(self, kind: str) -> None:
-        self.sent[kind if kind in _TYPES else "other"] += 1
 
     def count_error(self, error: str) -> None:
         self.errors[error] += 1
@@ -89,6 +91,8 @@ class StreamHub:
         self._first_attempt = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.db_slots = asyncio.Semaphore(options.max_db_requests)
+        self._dirty: list[ClientSession] = []  # clients with frames for the next flush
+        self._flush_scheduled = False
         self._metrics(metrics)
 
     # ---- metrics ----------------------------------------------------------------------
@@ -107,6 +111,15 @@ class StreamHub:
         self._m_conflated = registry.counter(
             "mb_ws_messages_conflated_total",
             "Pending messages replaced by a newer one for a slow client (latest wins)",
+        )
+        self._m_queued = registry.counter(
+            "mb_ws_messages_queued_total",
+            "Messages that waited in a client's queue for its writer task because the "
+            "connection was backed up",
+        )
+        self._m_direct = registry.counter(
+            "mb_ws_direct_writes_total",
+            "Writes of a fan-out round's frames straight to a client's transport",
         )
         self._m_dropped = registry.counter(
             "mb_ws_messages_dropped_total", "Messages still queued when their client was closed"
@@ -140,14 +153,17 @@ class StreamHub:
         return [("mb_ws_queue_depth_max", {}, float(deepest))]
 
     def flush_metrics(self) -> None:
+        if self._dirty:  # counted as sent when queued for this round: write them first
+            self.flush()
         s, self.stats = self.stats, HubStats()
         for kind, n in s.sent.items():
-            self._m_sent.inc(n, type=kind)
+            self._m_sent.inc(n, type=kind if kind in _TYPES else "other")
         for error, n in s.errors.items():
             self._m_errors.inc(n, error=error)
         for reason, n in s.slow.items():
             self._m_slow.inc(n, reason=reason)
         for counter, n in ((self._m_conflated, s.conflated), (self._m_dropped, s.dropped),
+                           (self._m_queued, s.queued), (self._m_direct, s.direct_writes),
                            (self._m_payloads, s.payloads), (self._m_live, s.live_messages),
                            (self._m_bad, s.bad_messages),
                            (self._m_reconnects, s.listen_reconnects)):  # fmt: skip
@@ -222,12 +238,48 @@ class StreamHub:
         self.stats.bad_messages += bad
         now = self.now()
         queued = 0
+        dirty = self._dirty
+        sent = self.stats.sent
         for message in messages:
             subscribers = self.registry.subscribers(message.symbol)
+            direct = 0
+            # The hot path: a client that keeps up gets the message appended to this
+            # round's frames (written by ``flush``); anything else goes through offer().
             for session in subscribers:
-                session.offer(message, now)
+                if session.fast:
+                    batch = session.outbox
+                    if not batch:
+                        dirty.append(session)
+                    batch.append(message)
+                    direct += 1
+                else:
+                    session.offer(message, now)
+            sent[message.type] += direct  # taken back by flush if it cannot write
             queued += len(subscribers)
+        if dirty and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
         return queued
+
+    def flush_soon(self, session: ClientSession) -> None:
+        """``session`` has frames for this round: written by ``flush``, which runs once the
+        current task yields (after the NOTIFY payloads read together are dispatched)."""
+        self._dirty.append(session)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """One write per client with frames from this round (or its queue, if backed up)."""
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, []
+        now = self.now()
+        for session in dirty:
+            try:
+                session.flush(now)
+            except Exception:  # one client's failure must not cost the others theirs
+                log.exception("stream: writing to client %s failed", session.id)
+                session.close(CLOSE_INTERNAL_ERROR, "internal error")
 
     def broadcast(self, data: bytes, kind: str) -> None:
         for session in list(self.clients):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from market_bridge.collect.messages import LIVE_CHANNEL
 
 ENV_PREFIX = "MB_WS_"
+WRITE_PATHS = ("direct", "task", "send")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,17 @@ class StreamOptions:
     # Database work for WS requests (symbol checks, snapshots, get_latest) at once per
     # worker: the request pool is shared with REST, which must not starve.
     max_db_requests: int = 4
+    # How live messages and replies reach the socket:
+    # - "direct": frames are collected per client while the hub dispatches, then written
+    #   with one transport.write per client per dispatch round; a client's queue and
+    #   writer task are used only while its transport is backed up (the default);
+    # - "task": everything goes through the client's queue and its writer task (the
+    #   previous implementation; a bench baseline);
+    # - "send": as "task", but one ``ws.send`` per message (the first implementation).
+    write_path: str = "direct"
+    # Direct writes stop while this much is buffered in the client's transport (beyond
+    # what the kernel took): messages then queue, and conflate, for the writer task.
+    direct_write_limit: int = 64 * 1024
     snapshot_on_subscribe: bool = True
     snapshot_timeframe: str = "1m"
     channel: str = LIVE_CHANNEL
@@ -49,21 +61,28 @@ class StreamOptions:
                      "listen_backoff_max", "listen_probe_interval"):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"StreamOptions.{name} must be positive")
+        if self.write_path not in WRITE_PATHS:
+            raise ValueError(f"StreamOptions.write_path must be one of {', '.join(WRITE_PATHS)}")
+        if self.direct_write_limit < 1:
+            raise ValueError("StreamOptions.direct_write_limit must be at least 1")
 
 
 # The limits an operator may tune without code (MB_WS_MAX_SUBSCRIPTIONS=1000 ...).
 _ENV_TUNABLE = ("max_subscriptions", "max_message_bytes", "max_clients", "max_pending",
-                "max_lag", "send_buffer_bytes")  # fmt: skip
+                "max_lag", "send_buffer_bytes", "write_path")  # fmt: skip
 
 
 def stream_options_from_env(environ: dict[str, str] | None = None) -> StreamOptions:
     env = environ if environ is not None else dict(os.environ)
     types = {f.name: f.type for f in fields(StreamOptions)}
-    values: dict[str, int | float] = {}
+    values: dict[str, int | float | str] = {}
     for name in _ENV_TUNABLE:
         key = ENV_PREFIX + name.upper()
         raw = env.get(key)
         if raw is None or not raw.strip():
+            continue
+        if types[name] == "str":
+            values[name] = raw.strip()
             continue
         try:
             values[name] = float(raw) if types[name] == "float" else int(raw)  # int | None: int

@@ -1,10 +1,12 @@
-"""One WebSocket connection: a reader that answers requests, a writer task that drains the
-client's queue.
+"""One WebSocket connection: a reader that answers requests, an outbox written directly by
+the hub, and a writer task that drains the client's queue while it is backed up.
 
-Everything the client receives goes through its ``ConflatingQueue`` and its own writer
-task, so only this task ever waits on the socket: the hub's broadcaster and the reader
-just enqueue. Requests are handled one at a time, so one client has at most one database
-query in flight.
+While the client keeps up, what it is sent (live messages and replies) collects in its
+``outbox`` and the hub writes it with one ``transport.write`` per dispatch round
+(``flush``), without waiting. When its connection is backed up, messages go to its
+``ConflatingQueue`` instead and its own writer task, the only coroutine that ever waits
+on this socket, writes them as the client reads. Requests are handled one at a time, so
+one client has at most one database query in flight.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import itertools
 import logging
 import socket
 from collections.abc import AsyncIterator, Hashable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -57,6 +60,15 @@ CLOSE_INTERNAL_ERROR = 1011
 WRITE_BATCH_BYTES = 64 * 1024  # about the transport's write-buffer high-water mark
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A reply or status: what the write paths need of a ``LiveMessage``."""
+
+    type: str
+    key: Hashable | None
+    frame: bytes
+
+
 class ClientSession:
     def __init__(self, hub: StreamHub, ws: WebsocketImplProtocol, app: Sanic) -> None:
         self.id = next(_ids)
@@ -66,6 +78,15 @@ class ClientSession:
         self.options = hub.options
         self.queue = ConflatingQueue(hub.options.max_pending)
         self.closed = False
+        # The direct path (docs/websocket.md#slow-clients): frames of the current dispatch
+        # round, written by ``flush``; the queue and writer task only while backed up.
+        self._transport: Any = None  # set by serve() when direct writes are possible
+        self._limit = hub.options.direct_write_limit
+        self.outbox: list[Outgoing | LiveMessage] = []
+        self._writing = False  # the writer task has popped frames it has not written yet
+        # True while the hub may append live messages to ``outbox`` itself (the hot path):
+        # direct writes, nothing queued or being written, not closed, no snapshot pending.
+        self.fast = False
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         # While a subscribe reads its snapshot: symbol -> series seen live meanwhile (a
@@ -79,24 +100,45 @@ class ClientSession:
         return self is other
 
     # ---- outgoing: sync, never waits ------------------------------------------------
+    #
+    # Order: everything for this client goes either to ``outbox`` (frames for the hub's
+    # next flush, written directly) or to ``queue`` (its writer task), never both at once
+    # out of order: a round is only started while the queue is empty and the writer idle,
+    # and while a round is open everything joins it. A flush that cannot write directly
+    # moves the round, in order, into the (then empty) queue.
 
     def offer(self, message: LiveMessage, now: float) -> None:
-        """A live message from the broadcaster."""
+        """A live message from the broadcaster (which appends to ``outbox`` itself while
+        ``fast``)."""
         if self.closed:
             return
         if self._awaiting is not None:
             seen = self._awaiting.get(message.symbol)
             if seen is not None:
                 seen.add(message.series)
-        self._put(message.frame, message.type, now, message.key)
+        self._put(message, now)
 
     def reply(self, data: bytes, kind: str) -> None:
         """A reply or hub status (UTF-8 JSON): never conflated."""
         if not self.closed:
-            self._put(frames.text_frame(data), kind, self.hub.now(), None)
+            self._put(Outgoing(kind, None, frames.text_frame(data)), self.hub.now())
 
-    def _put(self, frame: bytes, kind: str, now: float, key: Hashable | None) -> None:
-        result = self.queue.put(frame, kind, now, key)
+    def _put(self, item: Outgoing | LiveMessage, now: float) -> None:
+        batch = self.outbox
+        if batch:
+            batch.append(item)
+        elif self._transport is not None and not self._writing and not self.queue:
+            batch.append(item)
+            self.hub.flush_soon(self)
+        else:
+            self._enqueue(item, now)
+            return
+        self.hub.stats.sent[item.type] += 1  # taken back by flush if it cannot write
+
+    def _enqueue(self, item: Outgoing | LiveMessage, now: float) -> None:
+        self.fast = False
+        self.hub.stats.queued += 1
+        result = self.queue.put(item.frame, item.type, now, item.key)
         if result is Put.OVERFLOW:
             self.hub.slow(self, "queue", f"client too slow: over {self.queue.max_pending} "
                           "messages waiting")  # fmt: skip
@@ -105,12 +147,48 @@ class ClientSession:
             self.hub.stats.conflated += 1
         self._wake.set()
 
+    def _refresh_fast(self) -> None:
+        self.fast = (self._transport is not None and not self.closed and not self._writing
+                     and self._awaiting is None and not self.queue)  # fmt: skip
+
+    def flush(self, now: float) -> None:
+        """Write this round's frames at once, or hand them to the writer task (backed up).
+        The hub counted them as sent: what is not written here is taken back."""
+        batch, self.outbox = self.outbox, []
+        if not batch:
+            return
+        if not self.closed:
+            if len(batch) == 1:
+                outcome = frames.write_now(self.ws, self._transport, (batch[0].frame,),
+                                           self._limit)  # fmt: skip
+            else:
+                outcome = frames.write_now(self.ws, self._transport,
+                                           [item.frame for item in batch], self._limit)  # fmt: skip
+            if outcome is frames.Direct.WRITTEN:
+                self.hub.stats.direct_writes += 1
+                return
+        else:
+            outcome = frames.Direct.CLOSED
+        stats = self.hub.stats
+        for item in batch:
+            stats.sent[item.type] -= 1
+        if outcome is frames.Direct.LATER:
+            for i, item in enumerate(batch):
+                if self.closed:  # the queue overflowed: the client is being closed
+                    stats.dropped += len(batch) - i
+                    break
+                self._enqueue(item, now)
+        else:
+            self.fast = False
+            stats.dropped += len(batch)
+
     def close(self, code: int, reason: str) -> None:
         """Close now, without waiting for the client (it may not be reading at all)."""
         if self.closed:
             return
         self.closed = True
-        self.hub.stats.dropped += self.queue.clear()
+        self.fast = False
+        self.hub.stats.dropped += self.queue.clear()  # a pending round: counted by flush
         if self._writer is not None:
             self._writer.cancel()
         # Writes the close frame straight to the transport (behind whatever is buffered)
@@ -121,7 +199,7 @@ class ClientSession:
             log.exception("stream: closing client %s failed", self.id)
 
     async def _write(self) -> None:
-        raw = frames.supports_raw_frames(self.ws)
+        raw = self.options.write_path != "send" and frames.supports_raw_frames(self.ws)
         try:
             while True:
                 # Everything pending (up to a bound) in one write: under load a client
@@ -131,10 +209,15 @@ class ClientSession:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                await frames.send_frames(self.ws, [e.frame for e in batch], raw=raw)
-                stats = self.hub.stats  # not cached across writes: flushes swap it
+                self._writing = True
+                try:
+                    await frames.send_frames(self.ws, [e.frame for e in batch], raw=raw)
+                finally:
+                    self._writing = False
+                sent = self.hub.stats.sent  # not cached across writes: flushes swap it
                 for entry in batch:
-                    stats.count_sent(entry.kind)
+                    sent[entry.kind] += 1
+                self._refresh_fast()  # caught up: back to direct writes
         except _CLOSED:
             pass  # the reader sees the close too and cleans up
         except Exception:  # a bug: better a closed connection than a silent one
@@ -148,6 +231,9 @@ class ClientSession:
             await self.ws.close(1013, "server busy: too many connections, retry later")
             return
         self._limit_send_buffer()
+        if self.options.write_path == "direct":
+            self._transport = frames.transport_of(self.ws)
+            self._refresh_fast()
         self._writer = asyncio.create_task(self._write(), name=f"ws-writer-{self.id}")
         try:
             while not self.closed:
@@ -158,8 +244,9 @@ class ClientSession:
             pass
         finally:
             self.closed = True
+            self.fast = False
             self.hub.detach(self)
-            self.hub.stats.dropped += self.queue.clear()
+            self.hub.stats.dropped += self.queue.clear()  # a pending round: counted by flush
             writer, self._writer = self._writer, None
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, *_CLOSED):
@@ -242,6 +329,7 @@ class ClientSession:
             if not self.options.snapshot_on_subscribe:
                 return
             self._awaiting = {name: set() for name in names}
+            self.fast = False  # live messages go through offer(), which notes them
             try:
                 values = await latest_values(conn, request.symbols, self.options.snapshot_timeframe)
             except _DB_ERRORS as exc:
@@ -252,6 +340,7 @@ class ClientSession:
                 ) from None
             finally:
                 seen, self._awaiting = self._awaiting, None
+                self._refresh_fast()
         by_name = {s.display: values[s] for s in request.symbols}
         for message in snapshot_messages(by_name, seen, self.options.snapshot_timeframe):
             self.reply(message, "snapshot")
