@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import psycopg
 from psycopg import AsyncConnection
@@ -18,12 +19,29 @@ from sanic import Request, Sanic
 
 CONNECT_TIMEOUT_S = 3
 _DIAGNOSIS_TTL_S = 2.0  # at most one probe connection per worker per 2 s while failing
+# A pooled connection idle this long is checked (an empty query) before it is handed out.
+CHECK_AFTER_IDLE_S = 1.0
+_released_at: WeakKeyDictionary[AsyncConnection[Any], float] = WeakKeyDictionary()
 
 
 async def _configure(conn: AsyncConnection[Any]) -> None:
     # timestamptz values come back in IST, so every response carries +05:30. One round
     # trip (no parameters: both statements go in one simple query).
     await conn.execute("SET statement_timeout = '15s'; SET TimeZone = 'Asia/Kolkata'")
+
+
+async def _check(conn: AsyncConnection[Any]) -> None:
+    """The pool's check on checkout, for connections idle ``CHECK_AFTER_IDLE_S`` or more
+    (or never released through ``connection``): after a database restart they are broken,
+    and are replaced instead of failing a request. A connection back in the pool within
+    the last second was working then; checking it too would cost every request a round
+    trip (~0.2 ms of this process's CPU, and PostgreSQL's). A restart under load can still
+    fail the requests that were using the pool's connections, once each: a broken
+    connection is not returned to the pool."""
+    released = _released_at.get(conn)
+    if released is not None and time.monotonic() - released < CHECK_AFTER_IDLE_S:
+        return
+    await AsyncConnectionPool.check_connection(conn)
 
 
 def make_pool(dsn: str, *, min_size: int, max_size: int, timeout: float) -> AsyncConnectionPool:
@@ -33,7 +51,7 @@ def make_pool(dsn: str, *, min_size: int, max_size: int, timeout: float) -> Asyn
         max_size=max_size,
         timeout=timeout,
         open=False,  # opened by the start-up listener, inside the server's event loop
-        check=AsyncConnectionPool.check_connection,  # survive a database restart
+        check=_check,  # survive a database restart
         configure=_configure,
         kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
         name="market-bridge-api",
@@ -65,7 +83,10 @@ def register_pool_listeners(app: Sanic) -> None:
 async def connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
     pool: AsyncConnectionPool = request.app.ctx.pool
     async with pool.connection() as conn:
-        yield conn
+        try:
+            yield conn
+        finally:
+            _released_at[conn] = time.monotonic()
 
 
 async def describe_failure(app: Sanic, exc: BaseException) -> str:

@@ -6,7 +6,7 @@ trading minutes count: a holiday or a weekend is never a gap.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -83,6 +83,17 @@ def find_gaps(
     if run_start is not None and run_end is not None:
         gaps.append(Gap(run_start, run_end, run_count))
     return gaps
+
+
+def present_count(expected: Set[datetime], present: Iterable[datetime]) -> int:
+    """How many of the ``expected`` bar labels are in ``present`` (each counted once; bars
+    outside the expected ones are ignored): the ``actual_count`` for ``completeness``.
+
+    ``expected`` is a set (or frozenset), so callers that check many symbols against the
+    same labels hash them once. Labels compare as instants, whatever their time zone."""
+    if isinstance(expected, frozenset | set):
+        return len(expected.intersection(present))
+    return len({ts for ts in present if ts in expected})
 
 
 def completeness(expected_count: int, actual_count: int) -> Completeness:

@@ -27,7 +27,7 @@ from market_bridge.backfill.ranges import Interval, closed_until
 from market_bridge.instruments import Instrument, InstrumentIndex
 from market_bridge.market.calendar import TradingCalendar, expected_bar_starts
 from market_bridge.market.timeframes import Timeframe
-from market_bridge.quality import Gap, find_gaps
+from market_bridge.quality import Gap, find_gaps, present_count
 from market_bridge.watchlists import merge_watchlists
 
 
@@ -73,7 +73,7 @@ def find_symbol_gaps(
 ) -> GapReport:
     end = max(start, min(end, closed_until(timeframe, now)))
     expected = expected_bar_starts(calendar, timeframe, start, end)
-    expected_set = set(expected)
+    expected_set = frozenset(expected)
     found: list[SymbolGaps] = []
     errors: list[tuple[str, str]] = []
     for name, inst, error in resolve_symbols(symbols, index):
@@ -82,7 +82,7 @@ def find_symbol_gaps(
             continue
         present = store.bar_timestamps(conn, inst, timeframe, (start, end))
         gaps = find_gaps(expected, present, timeframe)
-        found.append(SymbolGaps(name, inst, len(expected), len(expected_set.intersection(present)),
+        found.append(SymbolGaps(name, inst, len(expected), present_count(expected_set, present),
                                 tuple(gaps)))
     return GapReport(timeframe, start, end, tuple(found), tuple(errors))
 

@@ -17,7 +17,7 @@ from psycopg.rows import class_row
 from market_bridge.kite.models import IST
 from market_bridge.market.symbols import Symbol
 from market_bridge.queries import query
-from market_bridge.queries.bars import RECENT_WINDOW, BarRow, ist_rows
+from market_bridge.queries.bars import RECENT_WINDOW, BarRow, ist_rows, ist_timestamps
 
 _FILE = "latest.sql"
 
@@ -43,7 +43,7 @@ class LatestTick:
         object.__setattr__(self, "tick_timestamp", self.tick_timestamp.astimezone(IST))
 
 
-@dataclass(slots=True)
+@dataclass
 class LatestBar(BarRow):
     """A symbol's newest bar: the bar (``BarRow``) and whose it is."""
 
@@ -53,7 +53,8 @@ class LatestBar(BarRow):
 
 
 def _latest_bar_rows(cursor: AsyncCursor[Any]) -> Callable[[Sequence[Any]], LatestBar]:
-    # Columns: the bar's (BarRow's, in order), then exchange, symbol, instrument_token.
+    # Columns: the bar's (BarRow's, in order), then exchange, symbol, instrument_token; a
+    # binary cursor set up by ist_timestamps.
     return ist_rows(cursor, LatestBar)
 
 
@@ -88,7 +89,8 @@ async def latest_bars(
         return {}
     since = (now or datetime.now(UTC)) - RECENT_WINDOW
     found: dict[Symbol, LatestBar] = {}
-    async with conn.cursor(row_factory=_latest_bar_rows) as cur:
+    async with conn.cursor(row_factory=_latest_bar_rows, binary=True) as cur:
+        ist_timestamps(cur)
         await cur.execute(
             query(_FILE, "latest_bars_since"),
             _keys(symbols) | {"timeframe": timeframe, "since": since},
