@@ -34,6 +34,7 @@ class Sink:
         self.counts: dict[str, int] = {"ticks": 0, "depth": 0}
         self.bars: list[tuple[Any, ...]] = []
         self.live: list[tuple[str, str, Any]] = []
+        self.per_tick_frames = 0  # frames the columnar path handed to handle_ticks
         if encoded:
             self.put_encoded = self._put_encoded
 
@@ -67,8 +68,10 @@ class Sink:
 
 def feed(seconds: int, start: datetime) -> tuple[list[bytes], list[Any], list[int]]:
     state = SimState(SimConfig(session="always"))
-    instruments = [i for i in parse_instruments_csv(state.universe.csv())
-                   if i.segment != "INDICES"][:40]  # fmt: skip
+    listed = parse_instruments_csv(state.universe.csv())
+    # indices first: in full mode their 32-byte packets share frames with 184-byte ones
+    instruments = ([i for i in listed if i.segment == "INDICES"][:4]
+                   + [i for i in listed if i.segment != "INDICES"][:40])  # fmt: skip
     tokens = [i.instrument_token for i in instruments]
     t0 = int(start.timestamp())
     rng = random.Random(5)
@@ -80,8 +83,13 @@ def feed(seconds: int, start: datetime) -> tuple[list[bytes], list[Any], list[in
             rng.shuffle(full)
         if k % 23 == 5:  # a quote-mode frame (Kite answers a subscribe in quote mode first)
             full = state.packets.packets([(tok, "quote") for tok in tokens[:5]], t0 + k)  # type: ignore[arg-type]
-        if k % 29 == 7:  # mixed packet kinds
-            full = full + state.packets.packets([(tokens[0], "ltp")], t0 + k)  # type: ignore[arg-type]
+        if k % 29 == 7:  # more packet kinds: other modes (ltp, index quote, quote)
+            full = full + state.packets.packets(
+                [(tokens[0], "ltp"), (tokens[1], "quote"), (tokens[5], "quote")], t0 + k)  # type: ignore[arg-type]
+        if k % 31 == 11:  # only stocks: one packet kind
+            full = [p for p in full if len(p) != 32]
+        if k % 37 == 13:  # only indices
+            full = [p for p in full if len(p) == 32]
         out.append(encode_frame(full))
     for i in range(len(out) - 3, 0, -31):  # whole frames arriving late
         out[i], out[i - 2] = out[i - 2], out[i]
@@ -93,6 +101,13 @@ def run(frames: list[bytes], instruments: list[Any], columnar: bool,
     sink = Sink(encoded=columnar)
     collector = Collector("c", sink, sink, ws_root="",
                           options=CollectorOptions(max_tick_age=600.0, depth_interval=5.0))  # fmt: skip
+    per_tick = collector.handle_ticks
+
+    def counted(ticks: Any) -> None:
+        sink.per_tick_frames += bool(ticks)
+        per_tick(ticks)
+
+    collector.handle_ticks = counted  # type: ignore[method-assign]
     subs = {i.instrument_token: Subscription(i, display_symbol(i)) for i in instruments[:-3]}
     collector.open_offline(Resolution(subs), "full")  # the last three are not subscribed
     for k, (frame, now) in enumerate(zip(frames, arrival, strict=True)):
@@ -131,3 +146,9 @@ def test_columnar_path_equals_the_per_tick_path() -> None:
     assert cf.metrics == cs.metrics
     assert cf.metrics.ticks_stale and cf.metrics.ticks_unsubscribed and cf.metrics.ticks_other_mode
     assert cf.metrics_dict() == cs.metrics_dict()
+    # the columnar path took every frame, mixed ones included (most frames here have
+    # 32-byte index and 184-byte stock packets), except the two jumps (first frame, the
+    # replay 2 h later)
+    assert fast.per_tick_frames == 2
+    assert any(t.instrument_token == instruments[0].instrument_token
+               for kind, _, t in fast.live if kind == "tick")  # fmt: skip

@@ -284,6 +284,7 @@ class BarAggregator:
             _Tf(n, TIMEFRAMES[n].minutes, n in wanted, n in live) for n in names
         ]  # index 0 is always 1m, then by increasing length
         self._forming_idx = [i for i, tf in enumerate(self._tfs) if tf.forming]
+        self._emit_idx = {tf.name: i for i, tf in enumerate(self._tfs) if tf.emit}
         self._grace = grace.total_seconds()
         self._window = late_window.total_seconds()
         # a tick is too late when its minute's end + grace + late window <= watermark;
@@ -488,18 +489,18 @@ class BarAggregator:
     def latest_bar(self, instrument_token: int, timeframe: str | Timeframe) -> Bar | None:
         """Snapshot of the newest bar in memory (forming or final), e.g. for a subscriber's
         first message or a throttled publisher of forming bars."""
-        name = _tf_name(timeframe)
+        idx = self._emit_idx.get(timeframe) if isinstance(timeframe, str) else None
+        if idx is None:
+            name = _tf_name(timeframe)
+            idx = next((i for i, tf in enumerate(self._tfs) if tf.name == name and tf.emit), None)
         inst = self._instruments.get(instrument_token)
-        idx = next((i for i, tf in enumerate(self._tfs) if tf.name == name and tf.emit), None)
         if inst is None or idx is None or not inst.bars[idx]:
             return None
-        acc = inst.bars[idx][max(inst.bars[idx])]
+        bars = inst.bars[idx]
+        acc = bars[max(bars)]
         cur = inst.cur
-        return _snapshot(
-            instrument_token,
-            acc,
-            cur if idx and cur and any(p is acc for p in cur.parents) else None,
-        )
+        # ``in`` compares by identity here (_Acc has no __eq__)
+        return _snapshot(instrument_token, acc, cur if idx and cur and acc in cur.parents else None)
 
     # -- internals -----------------------------------------------------------------------
 

@@ -25,13 +25,14 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
+from itertools import repeat
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from market_bridge.aggregation import BarAggregator, BarUpdate
-from market_bridge.aggregation.keys import IST_OFFSET_S
-from market_bridge.aggregation.volume import VolumeBaseline
+from market_bridge.aggregation.keys import IST_OFFSET_S, session_open_epoch
 from market_bridge.collect import frames
 from market_bridge.collect.feed import FeedClock, FeedEvent, FeedMonitor, FeedSample
 from market_bridge.collect.messages import stats_data, status_data
@@ -50,7 +51,6 @@ from market_bridge.collect.rows import bar_row, tick_row
 from market_bridge.collect.spec import Resolution, Subscription
 from market_bridge.kite.codec import (
     FULL_PACKET,
-    INDEX_FULL_PACKET,
     PACKET_MODES,
     QUOTE_PACKET,
     FrameError,
@@ -61,6 +61,7 @@ from market_bridge.kite.codec import (
 from market_bridge.kite.errors import KiteTokenError
 from market_bridge.kite.models import IST, Mode, Tick
 from market_bridge.kite.ticker import KiteTickerClient
+from market_bridge.storage import pgcopy
 from market_bridge.storage.pgcopy import PG_EPOCH_S, timestamp_us
 from market_bridge.storage.rows import depth_row
 
@@ -78,10 +79,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _NEG_INF = float("-inf")
+_NO_DAY = -(2**62)  # VolumeBaseline before its first packet
 _JUMP = 60.0  # seconds: a tick this far ahead of the aggregator's time advances it first
 _US = 1_000_000
 _HAS_VOLUME = (QUOTE_PACKET, FULL_PACKET)
-_HAS_EXCHANGE_TIME = (INDEX_FULL_PACKET, FULL_PACKET)
 
 
 class Collector:
@@ -121,11 +122,19 @@ class Collector:
         self._has_day = "day" in self._agg.timeframes
         self._clock = FeedClock()
         self._monitor = FeedMonitor(o.garbage_after, stall_after=0.9 * o.stall_timeout)
-        self._volume: dict[int, VolumeBaseline] = {}
+        # per-instrument state in arrays, one slot per token ever subscribed (``_slot_of``;
+        # ``_state_slots``: the subscription table's slot -> state slot), so that a frame
+        # updates it in one go: the volume baseline (``VolumeBaseline``'s fields: day,
+        # cumulative base, newest packet time) and when the next order book is due
+        self._slot_of: dict[int, int] = {}
+        self._state_slots = np.zeros(0, np.intp)
+        self._vb_day = np.zeros(0, np.int64)
+        self._vb_base = np.zeros(0, np.int64)
+        self._vb_last = np.zeros(0, np.float64)
+        self._depth_due = np.zeros(0, np.float64)
         self._started: float | None = None
         self._last_dt: datetime | None = None
         self._last_t = 0.0
-        self._depth_due: dict[int, float] = {}
         self._agg_now = float("-inf")  # feed time the aggregator was last advanced to
         # newest tick per token (a PacketRef until someone needs the Tick)
         self._latest: dict[int, Tick | frames.PacketRef] = {}
@@ -272,6 +281,16 @@ class Collector:
             )
         self._subs = dict(subs)
         self._table = frames.SubscriptionTable(self._subs)
+        slot_of = self._slot_of
+        for token in self._subs:
+            slot_of.setdefault(token, len(slot_of))
+        grow = len(slot_of) - len(self._vb_day)
+        if grow:
+            self._vb_day = np.concatenate([self._vb_day, np.full(grow, _NO_DAY, np.int64)])
+            self._vb_base = np.concatenate([self._vb_base, np.zeros(grow, np.int64)])
+            self._vb_last = np.concatenate([self._vb_last, np.full(grow, _NEG_INF)])
+            self._depth_due = np.concatenate([self._depth_due, np.full(grow, _NEG_INF)])
+        self._state_slots = np.array([slot_of[t] for t in self._table.tokens.tolist()], np.intp)
         self._known.update(subs)
         self.metrics.subscribed_tokens = len(self._subs)
         self.metrics.unknown_symbols = resolution.unknown_symbols
@@ -372,48 +391,58 @@ class Collector:
     def handle_frame(self, data: bytes, received_at: datetime) -> int:
         """Store, aggregate and publish one binary frame; returns the ticks it carried.
 
-        The columnar path (``frames``): frames whose packets all have one length are
-        decoded into numpy columns, filtered (unsubscribed, other mode, stale) and encoded
-        for COPY in bulk; only volume deltas, depth conflation and the aggregator (on
-        values, not ``Tick`` objects) run per tick. Anything else (mixed packet kinds, a
-        feed-time jump, a writer without ``put_encoded``) takes the per-tick path
-        ``handle_ticks``. Both give the same rows, bars and live messages. Raises
-        ``FrameError`` for a malformed frame (nothing of it is used)."""
+        The columnar path (``frames``): the frame is decoded into numpy columns, filtered
+        (unsubscribed, other mode, stale) and encoded for COPY in bulk; only volume
+        deltas, depth conflation and the aggregator (on values, not ``Tick`` objects) run
+        per tick. Frames with several packet kinds (a full-mode collector's stocks and
+        indices) are put back into frame order first. A feed-time jump and a writer
+        without ``put_encoded`` take the per-tick path ``handle_ticks``. Both give the
+        same rows, bars and live messages. Raises ``FrameError`` for a malformed frame
+        (nothing of it is used)."""
         if len(data) < 2:
             return 0
         cols = decode_frame_columns(data)
         n = len(cols)
-        lengths = cols.packet_length
         put_encoded = getattr(self.writer, "put_encoded", None)
-        if n == 0 or put_encoded is None or (n > 1 and bool((lengths != lengths[0]).any())):
+        if n == 0 or put_encoded is None:
             ticks = decode_frame(data, received_at)
             self.handle_ticks(ticks)
             return len(ticks)
-        if not self._columns(data, cols, received_at, put_encoded):
+        lengths = cols.packet_length
+        layout = None
+        if n > 1 and bool((lengths != lengths[0]).any()):
+            layout = frames.column_offsets(data, cols)
+        if not self._columns(data, cols, layout, received_at, put_encoded):
             self.handle_ticks(decode_frame(data, received_at))
         return n
 
-    def _columns(self, data: bytes, cols: TickColumns, received_at: datetime,
+    def _columns(self, data: bytes, cols: TickColumns,
+                 layout: tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]] | None,
+                 received_at: datetime,
                  put_encoded: Callable[[Any, bytes, int], None]) -> bool:  # fmt: skip
-        """``handle_frame`` for a one-packet-kind frame; False (nothing done) when it must
-        go the per-tick way."""
+        """``handle_frame`` on columns (``layout``: packet offsets and frame positions of
+        the rows of a frame with several packet kinds, else None); False (nothing done)
+        when it must go the per-tick way."""
         m = self.metrics
-        length = int(cols.packet_length[0])
+        lengths = cols.packet_length
+        length = int(lengths[0])
         recv = received_at.timestamp()
         subscribed, slots = self._table.lookup(cols.instrument_token)
-        if PACKET_MODES[length] != self.mode:
-            unsub = int((~subscribed).sum())
-            m.ticks_unsubscribed += unsub
-            m.ticks_other_mode += len(cols) - unsub
-            return True
+        if layout is None:
+            if PACKET_MODES[length] != self.mode:
+                unsub = int((~subscribed).sum())
+                m.ticks_unsubscribed += unsub
+                m.ticks_other_mode += len(cols) - unsub
+                return True
+            keep = subscribed
+            n_other = 0
+        else:
+            mode_ok = np.array([PACKET_MODES[k] == self.mode for k in lengths.tolist()])
+            keep = subscribed & mode_ok
+            n_other = int((subscribed & ~mode_ok).sum())
         ets = cols.exchange_timestamp
-        has_ets = ets != 0
-        t = (
-            np.where(has_ets, ets, recv)
-            if length in _HAS_EXCHANGE_TIME
-            else np.full(len(cols), recv)
-        )
-        keep = subscribed
+        has_ets = ets != 0  # 0 as well for packets without an exchange time
+        t = np.where(has_ets, ets, recv)
         max_age = self.options.max_tick_age
         if max_age is not None:
             stale = keep & (t < recv - max_age)
@@ -425,66 +454,85 @@ class Collector:
         if bool((keep & has_ets & (t > self._agg_now + _JUMP)).any()):
             return False  # feed time leaps: the per-tick path advances the aggregator first
         m.ticks_unsubscribed += len(cols) - int(subscribed.sum())
+        m.ticks_other_mode += n_other
         m.ticks_stale += n_stale
         rows = np.flatnonzero(keep)
         if not len(rows):
             return True
+        if layout is not None:
+            rows = rows[np.argsort(layout[1][rows], kind="stable")]  # frame order
+            row_lengths = lengths[rows]
+            uniform = bool((row_lengths == row_lengths[0]).all())
+            length = int(row_lengths[0])
+        else:
+            uniform = True
         slots = slots[rows]
         t = t[rows]
         tokens = cols.instrument_token[rows].tolist()
         times = t.tolist()
-        quote = length in _HAS_VOLUME
-        cums: list[Any] = cols.volume_traded[rows].tolist() if quote else [None] * len(rows)
-        # per tick, in frame order: volume deltas, depth conflation, the newest tick
-        deltas: list[int | None] = []
-        depth_rows: list[int] = []
-        volumes = self._volume
-        depth_due = self._depth_due
-        interval = self.options.depth_interval
-        books = length == FULL_PACKET
-        latest = self._latest
-        row_list = rows.tolist()
-        for i, token, ti, cum in zip(row_list, tokens, times, cums, strict=True):
-            if cum is None:
-                deltas.append(None)
+        n = len(rows)
+        if uniform:
+            quote = length in _HAS_VOLUME
+            has_vol = np.full(n, quote)
+            bookable = np.full(n, length == FULL_PACKET)
+            ois: list[Any] = cols.oi[rows].tolist() if length == FULL_PACKET else [None] * n
+            if layout is None:
+                offsets = (4 + rows * (length + 2)).tolist()  # frames.uniform_offset
             else:
-                vol = volumes.get(token)
-                if (vol is not None and cum >= vol.base and ti >= vol.last_ts
-                        and vol.day == (ti + IST_OFFSET_S) // 86_400):  # fmt: skip
-                    deltas.append(cum - vol.base)
-                    vol.base = cum
-                    vol.last_ts = ti
-                else:
-                    deltas.append(self._volume_delta(token, ti, cum))
-            if books and token & 0xFF != INDEX_SEGMENT and ti >= depth_due.get(token, _NEG_INF):
-                depth_rows.append(i)
-                depth_due[token] = ti + interval
-            latest[token] = frames.PacketRef(data, i, length, received_at)
+                offsets = layout[0][rows].tolist()
+            kinds: list[int] = [length] * n
+        else:
+            has_vol = (row_lengths == QUOTE_PACKET) | (row_lengths == FULL_PACKET)
+            bookable = row_lengths == FULL_PACKET
+            ois = [o if f else None for o, f in zip(cols.oi[rows].tolist(),
+                                                    bookable.tolist(), strict=True)]  # fmt: skip
+            offsets = layout[0][rows].tolist()  # type: ignore[index]
+            kinds = row_lengths.tolist()
+        bookable &= (cols.instrument_token[rows] & 0xFF) != INDEX_SEGMENT
+        volume = cols.volume_traded[rows]
+        cums: list[Any] = (
+            volume.tolist() if bool(has_vol.all())
+            else [c if v else None for c, v in zip(volume.tolist(), has_vol.tolist(), strict=True)]
+        )  # fmt: skip
+        state = self._state_slots[slots]
+        deltas, depth_rows = self._frame_state(state, t, times, volume, cums, has_vol, bookable)
+        latest = self._latest
+        refs = zip(repeat(data), offsets, kinds, repeat(received_at), strict=False)
+        latest.update(zip(tokens, refs, strict=True))
         self._live.update(tokens)
         self._touched.update(tokens)
         self._touched_now.update(tokens)
-        t_us = np.where(has_ets[rows], (cols.exchange_timestamp[rows] - PG_EPOCH_S) * _US,
-                        timestamp_us(received_at))  # fmt: skip
-        put_encoded("ticks", frames.tick_tuples(
-            cols, rows, slots, t_us, timestamp_us(received_at), deltas, self._table, self.mode,
-        ), len(rows))  # fmt: skip
-        m.ticks_received += len(rows)
-        if depth_rows:
-            sel = np.searchsorted(rows, depth_rows)
+        received_us = timestamp_us(received_at)
+        t_us = np.where(has_ets[rows], (ets[rows] - PG_EPOCH_S) * _US, received_us)
+        if uniform:
+            encoded = frames.tick_tuples(
+                cols, rows, slots, t_us, received_us, deltas, self._table, self.mode
+            )
+        else:
+            parts = []
+            for kind in dict.fromkeys(kinds):
+                sel = np.flatnonzero(row_lengths == kind)
+                data_k, sizes = frames.tick_tuples_sized(
+                    cols, rows[sel], slots[sel], t_us[sel], received_us,
+                    [deltas[j] for j in sel.tolist()], self._table, self.mode,
+                )  # fmt: skip
+                parts.append((data_k, sizes, sel))
+            encoded = pgcopy.interleave(parts, n)
+        put_encoded("ticks", encoded, n)
+        m.ticks_received += n
+        if len(depth_rows):
+            sel = depth_rows
             put_encoded(
                 "depth",
-                frames.depth_tuples(
-                    cols, np.array(depth_rows, np.intp), slots[sel], t_us[sel], self._table
-                ),
+                frames.depth_tuples(cols, rows[sel], slots[sel], t_us[sel], self._table),
                 len(sel),
             )
             m.depth_snapshots += len(sel)
-        ois: list[Any] = cols.oi[rows].tolist() if books else [None] * len(rows)
         bars = self._agg.on_batch(tokens, times, cols.last_price[rows].tolist(), cums, ois)
         if bars:
             self._on_bars(bars)
         # the newest tick (last of the latest-timestamped ones) drives the feed clock
-        k = len(t) - 1 - int(np.argmax(t[::-1]))
+        k = n - 1 - int(np.argmax(t[::-1]))
         newest_t = times[k]
         exchange_time = bool(has_ets[rows[k]])
         if exchange_time:
@@ -493,6 +541,63 @@ class Collector:
         if m.last_tick_at is None or ts > m.last_tick_at:
             m.last_tick_at = ts
         return True
+
+    def _frame_state(
+        self,
+        state: npt.NDArray[np.intp],
+        t: npt.NDArray[np.float64],
+        times: list[float],
+        volume: npt.NDArray[np.int64],
+        cums: list[Any],
+        has_vol: npt.NDArray[np.bool_],
+        bookable: npt.NDArray[np.bool_],
+    ) -> tuple[list[int | None], npt.NDArray[np.intp]]:
+        """Volume deltas (None without volume) and the rows whose order book is due, for
+        a frame's kept ticks (state slots ``state``, in frame order); updates the state.
+
+        One vectorised update when each instrument appears once in the frame: in-order
+        packets of the same day (``VolumeBaseline``'s common case) get cum - base at once,
+        the others (first packet, new day, reset, out of order) go through
+        ``_volume_delta``, which is what the per-tick path does for each tick; instruments
+        being independent, the order between them does not matter. A frame with an
+        instrument twice (or the very first packets) is done tick by tick, in order."""
+        n = len(state)
+        interval = self.options.depth_interval
+        vb_day, vb_base, vb_last = self._vb_day, self._vb_base, self._vb_last
+        due = self._depth_due
+        if self._started is None or len(np.unique(state)) != n:
+            deltas: list[int | None] = []
+            rows: list[int] = []
+            books = bookable.tolist()
+            for j, (slot, ti, cum) in enumerate(zip(state.tolist(), times, cums, strict=True)):
+                deltas.append(None if cum is None else self._volume_delta(slot, ti, cum))
+                if books[j] and ti >= due[slot]:
+                    rows.append(j)
+                    due[slot] = ti + interval
+            return deltas, np.array(rows, np.intp)
+        sv = state[has_vol]
+        tv = t[has_vol]
+        cv = volume[has_vol]
+        base = vb_base[sv]
+        day = (tv + IST_OFFSET_S) // 86_400
+        ok = (vb_day[sv] == day) & (cv >= base) & (tv >= vb_last[sv])
+        delta = cv - base
+        vb_base[sv[ok]] = cv[ok]
+        vb_last[sv[ok]] = tv[ok]
+        out = delta.tolist()
+        for i in np.flatnonzero(~ok).tolist():
+            out[i] = self._volume_delta(int(sv[i]), float(tv[i]), int(cv[i]))
+        if len(out) == n:
+            deltas = out
+        else:
+            deltas = [None] * n
+            for j, d in zip(np.flatnonzero(has_vol).tolist(), out, strict=True):
+                deltas[j] = d
+        sb = state[bookable]
+        tb = t[bookable]
+        go = tb >= due[sb]
+        due[sb[go]] = tb[go] + interval
+        return deltas, np.flatnonzero(bookable)[go]
 
     def handle_ticks(self, ticks: Iterable[Tick]) -> None:
         """Store, aggregate and publish a batch of ticks (one frame, usually).
@@ -508,7 +613,8 @@ class Collector:
         bars: list[BarUpdate] = []
         depth_due = self._depth_due
         interval = self.options.depth_interval
-        volumes = self._volume
+        slot_of = self._slot_of
+        vb_day, vb_base, vb_last = self._vb_day, self._vb_base, self._vb_last
         latest = self._latest
         touched_add = self._touched.add
         touched_now_add = self._touched_now.add
@@ -547,17 +653,18 @@ class Collector:
                 self._jump(tick, t)
                 jump_at = self._agg_now + _JUMP
             cum = tick.volume_traded
+            slot = slot_of[token]
             if cum is None:
                 delta = None
             else:
-                vol = volumes.get(token)
-                if (vol is not None and cum >= vol.base and t >= vol.last_ts
-                        and vol.day == (t + IST_OFFSET_S) // 86_400):  # fmt: skip
-                    delta = cum - vol.base  # in order, same day: VolumeBaseline's common case
-                    vol.base = cum
-                    vol.last_ts = t
+                base = int(vb_base[slot])
+                if (cum >= base and t >= vb_last[slot]
+                        and vb_day[slot] == (t + IST_OFFSET_S) // 86_400):  # fmt: skip
+                    delta = cum - base  # in order, same day: VolumeBaseline's common case
+                    vb_base[slot] = cum
+                    vb_last[slot] = t
                 else:
-                    delta = self._volume_delta(token, t, cum)
+                    delta = self._volume_delta(slot, t, cum)
             rows.append(tick_row(tick, sub.instrument, delta))
             bars.extend(on_tick(tick))
             latest[token] = tick
@@ -565,11 +672,11 @@ class Collector:
             touched_now_add(token)
             live_add(token)
             if full and token & 0xFF != INDEX_SEGMENT:
-                if t >= depth_due.get(token, _NEG_INF):
+                if t >= depth_due[slot]:
                     row = depth_row(tick, sub.instrument)
                     if row is not None:
                         depth.append(row)
-                        depth_due[token] = t + interval
+                        depth_due[slot] = t + interval
             if t >= newest_t:
                 newest_t = t
                 newest = tick
@@ -602,13 +709,30 @@ class Collector:
         self._agg_now = max(self._agg_now, feed_now)
         self._on_bars(self._agg.on_time(datetime.fromtimestamp(feed_now, IST)))
 
-    def _volume_delta(self, token: int, t: float, cum: int) -> int:
-        base = self._volume.get(token)
-        if base is None:
-            if self._started is None:
-                self._started = t  # as the aggregator does: watching since the first tick
-            base = self._volume[token] = VolumeBaseline(self._started)
-        return base.delta(int((t + IST_OFFSET_S) // 86_400), t, cum)
+    def _volume_delta(self, slot: int, t: float, cum: int) -> int:
+        """``VolumeBaseline.delta`` on the arrays' slot ``slot`` (the rules are there)."""
+        if self._started is None:
+            self._started = t  # as the aggregator does: watching since the first tick
+        day = int((t + IST_OFFSET_S) // 86_400)
+        current = int(self._vb_day[slot])
+        if day == current:
+            base = int(self._vb_base[slot])
+            if cum > base:
+                self._vb_base[slot] = cum
+                if t > self._vb_last[slot]:
+                    self._vb_last[slot] = t
+                return cum - base
+            if t > self._vb_last[slot]:
+                self._vb_last[slot] = t
+                if cum < base:  # a reset
+                    self._vb_base[slot] = cum
+            return 0
+        if day > current:
+            self._vb_day[slot] = day
+            self._vb_base[slot] = cum
+            self._vb_last[slot] = t
+            return cum if self._started <= session_open_epoch(day) else 0
+        return 0
 
     def _on_bars(self, updates: Iterable[BarUpdate]) -> None:
         rows: list[tuple[Any, ...]] = []
@@ -721,9 +845,18 @@ class Collector:
 
     def _tick_of(self, token: int) -> Tick | None:
         tick = self._latest.get(token)
-        if isinstance(tick, frames.PacketRef):
-            tick = self._latest[token] = tick.tick()
+        if isinstance(tick, tuple):
+            tick = self._latest[token] = frames.ref_tick(tick)
         return tick
+
+    def _decode_latest(self, tokens: Iterable[int]) -> None:
+        """Turn the newest packets of ``tokens`` into ``Tick``s, decoded together."""
+        latest = self._latest
+        todo = [t for t in tokens if isinstance(latest.get(t), tuple)]
+        if todo:
+            refs: list[frames.PacketRef] = [latest[t] for t in todo]  # type: ignore[misc]
+            for token, tick in zip(todo, frames.decode_refs(refs), strict=True):
+                latest[token] = tick
 
     # -- live ticks and books: conflated, handed over when the publisher flushes ----------
     def _attach_live(self) -> None:
@@ -745,6 +878,7 @@ class Collector:
         tokens, self._live = self._live, set()
         pub = self.publisher
         books = self.mode == "full"
+        self._decode_latest(tokens)
         for token in tokens:
             sub = self._subs.get(token)
             tick = self._tick_of(token)
@@ -754,7 +888,8 @@ class Collector:
             if books and token & 0xFF != INDEX_SEGMENT:
                 pub.orderbook(sub.symbol, tick)
 
-    def _publish_stats(self, tokens: Iterable[int]) -> None:
+    def _publish_stats(self, tokens: set[int]) -> None:
+        self._decode_latest(tokens)
         for token in tokens:
             sub = self._subs.get(token)
             tick = self._tick_of(token)

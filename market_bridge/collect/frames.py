@@ -1,8 +1,9 @@
 """The columnar hot path's pieces: a Kite frame as numpy columns -> binary COPY tuples for
 ``md.tick_data`` and ``md.order_book``, subscriptions as arrays, ``Tick``s on demand.
 
-Pure. ``Collector.handle_frame`` uses these for frames whose packets all have one length
-(Kite's usual frame; ``decode_frame_columns`` keeps frame order for them); the values
+Pure. ``Collector.handle_frame`` uses these for every frame (with several packet kinds,
+e.g. a full-mode collector's stocks and indices, rows are put back into frame order with
+``column_offsets`` and the tuples of each kind with ``pgcopy.interleave``); the values
 written are exactly those of the per-tick path (``collect/rows.py``,
 ``storage/rows.py``), which tests/test_streaming_frames.py checks byte for byte.
 """
@@ -16,7 +17,14 @@ import numpy as np
 import numpy.typing as npt
 
 from market_bridge.collect.spec import Subscription
-from market_bridge.kite.codec import FULL_PACKET, QUOTE_PACKET, TickColumns, decode_frame
+from market_bridge.kite.codec import (
+    FULL_PACKET,
+    PACKET_MODES,
+    QUOTE_PACKET,
+    TickColumns,
+    decode_frame,
+    frame_layout,
+)
 from market_bridge.kite.models import Mode, Tick
 from market_bridge.storage.pgcopy import (
     DEPTH_ENCODER,
@@ -77,10 +85,24 @@ def tick_tuples(
     table: SubscriptionTable,
     mode: Mode,
 ) -> bytes:
-    """COPY tuples for the ticks ``rows`` of a one-packet-kind frame, as ``tick_row``
-    would write them (``t_us``: tick timestamps in PostgreSQL microseconds)."""
+    """COPY tuples for the ticks ``rows`` (all of one packet kind), as ``tick_row`` would
+    write them (``t_us``: tick timestamps in PostgreSQL microseconds)."""
+    return tick_tuples_sized(cols, rows, slots, t_us, received_us, deltas, table, mode)[0]
+
+
+def tick_tuples_sized(
+    cols: TickColumns,
+    rows: npt.NDArray[np.intp],
+    slots: npt.NDArray[np.intp],
+    t_us: npt.NDArray[np.int64],
+    received_us: int,
+    deltas: Sequence[int | None],
+    table: SubscriptionTable,
+    mode: Mode,
+) -> tuple[bytes, npt.NDArray[np.int64]]:
+    """``tick_tuples`` and the byte length of each tuple."""
     n = len(rows)
-    length = int(cols.packet_length[0]) if len(cols) else 0
+    length = int(cols.packet_length[rows[0]]) if n else 0
     full = length == FULL_PACKET
     quote = full or length == QUOTE_PACKET  # packets with volume and quantities
     ltt = cols.last_trade_time[rows]
@@ -115,7 +137,31 @@ def tick_tuples(
     else:
         nulls["last_trade_time"] = ltt == 0
     suffix, suffix_len = table.suffixes(mode)
-    return TICK_ENCODER.encode(n, values, nulls, suffix[slots], suffix_len[slots], 3)
+    return TICK_ENCODER.encode_sized(n, values, nulls, suffix[slots], suffix_len[slots], 3)
+
+
+def column_offsets(data: bytes, cols: TickColumns) -> tuple[npt.NDArray[np.int64],
+                                                             npt.NDArray[np.intp]]:  # fmt: skip
+    """For a frame with several packet kinds (``decode_frame_columns`` groups its rows by
+    kind): per column row, the offset of its packet body in ``data`` and its position
+    among the frame's packets of known kinds (frame order)."""
+    offsets, lengths = frame_layout(data)
+    known = [(o, n) for o, n in zip(offsets, lengths, strict=True) if n in PACKET_MODES]
+    off = np.array([o for o, _ in known], np.int64)
+    kind = np.array([n for _, n in known], np.int64)
+    first: dict[int, int] = {}
+    for n in kind.tolist():
+        first.setdefault(n, len(first))  # kinds in order of first appearance
+    rank = np.array([first[n] for n in kind.tolist()], np.int64)
+    pos = np.argsort(rank, kind="stable")
+    if not np.array_equal(kind[pos], cols.packet_length):
+        raise AssertionError("decode_frame_columns row order changed")
+    return off[pos], pos.astype(np.intp)
+
+
+def uniform_offset(index: int, length: int) -> int:
+    """Offset of packet ``index``'s body in a frame whose packets all have ``length``."""
+    return 4 + index * (length + 2)  # count, then (u16 length, packet)*
 
 
 def depth_tuples(
@@ -141,19 +187,31 @@ def depth_tuples(
     return DEPTH_ENCODER.encode(len(rows), values, {}, suffix[slots], suffix_len[slots], 2)
 
 
-class PacketRef:
-    """Packet ``index`` of a one-packet-kind frame: decoded into a ``Tick`` only when asked
-    (live messages and stats want a few ticks per flush, not every one)."""
+# The newest packet of an instrument, decoded into a ``Tick`` only when asked (live
+# messages and stats want a few ticks per flush, not every one): (frame, offset of the
+# packet's body in it, packet length, arrival time). A plain tuple: the columnar path
+# makes one per tick with ``zip``, without running Python code per tick.
+PacketRef = tuple[bytes, int, int, datetime]
 
-    __slots__ = ("data", "index", "length", "received_at")
 
-    def __init__(self, data: bytes, index: int, length: int, received_at: datetime) -> None:
-        self.data = data
-        self.index = index
-        self.length = length
-        self.received_at = received_at
+def packet_of(ref: PacketRef) -> bytes:
+    """The packet with its length prefix."""
+    data, offset, length, _ = ref
+    return data[offset - 2 : offset + length]
 
-    def tick(self) -> Tick:
-        start = 2 + self.index * (self.length + 2)  # after the count: (u16 length, packet)*
-        packet = self.data[start : start + 2 + self.length]
-        return decode_frame(b"\x00\x01" + packet, self.received_at)[0]
+
+def ref_tick(ref: PacketRef) -> Tick:
+    return decode_frame(b"\x00\x01" + packet_of(ref), ref[3])[0]
+
+
+def decode_refs(refs: Sequence[PacketRef]) -> list[Tick]:
+    """``[ref_tick(r) for r in refs]``, decoding the packets of one arrival together."""
+    out: list[Tick | None] = [None] * len(refs)
+    groups: dict[datetime, list[int]] = {}
+    for i, ref in enumerate(refs):
+        groups.setdefault(ref[3], []).append(i)
+    for received_at, idx in groups.items():
+        frame = len(idx).to_bytes(2, "big") + b"".join([packet_of(refs[i]) for i in idx])
+        for i, tick in zip(idx, decode_frame(frame, received_at), strict=True):
+            out[i] = tick
+    return out  # type: ignore[return-value]

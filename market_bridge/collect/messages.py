@@ -18,6 +18,7 @@ from typing import Any, Literal
 import orjson
 
 from market_bridge.aggregation import Bar
+from market_bridge.collect.rows import top_of_book
 from market_bridge.instruments import Instrument
 from market_bridge.kite.models import DepthLevel, Tick
 
@@ -34,8 +35,21 @@ def display_symbol(inst: Instrument) -> str:
     return f"{inst.exchange}:{inst.tradingsymbol}"
 
 
+# timestamps repeat (a frame's ticks, every instrument's bars of a minute): format once.
+# Keyed with tzinfo and fold, as equal instants in other zones are equal datetimes.
+_ISO: dict[tuple[datetime, Any, int], str] = {}
+
+
 def _iso(ts: datetime | None) -> str | None:
-    return ts.isoformat() if ts is not None else None
+    if ts is None:
+        return None
+    key = (ts, ts.tzinfo, ts.fold)
+    text = _ISO.get(key)
+    if text is None:
+        if len(_ISO) > 8192:
+            _ISO.clear()
+        text = _ISO[key] = ts.isoformat()
+    return text
 
 
 def message(kind: MessageType, symbol: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -44,8 +58,7 @@ def message(kind: MessageType, symbol: str, data: dict[str, Any]) -> dict[str, A
 
 def tick_data(tick: Tick) -> dict[str, Any]:
     """A tick as clients see it. ``price`` is the seed's name for the last price."""
-    bid = tick.depth_buy[0] if tick.mode == "full" and tick.depth_buy else None
-    ask = tick.depth_sell[0] if tick.mode == "full" and tick.depth_sell else None
+    bid, _, ask, _ = top_of_book(tick)  # without parsing the whole book
     return {
         "instrument_token": tick.instrument_token,
         "timestamp": _iso(tick.timestamp),
@@ -55,8 +68,8 @@ def tick_data(tick: Tick) -> dict[str, Any]:
         "average_price": tick.average_traded_price,
         "buy_quantity": tick.total_buy_quantity,
         "sell_quantity": tick.total_sell_quantity,
-        "bid": bid.price if bid else None,
-        "ask": ask.price if ask else None,
+        "bid": bid,
+        "ask": ask,
         "oi": tick.oi,
         "change_percent": tick.change,
         "mode": tick.mode,
@@ -65,9 +78,24 @@ def tick_data(tick: Tick) -> dict[str, Any]:
 
 def bar_data(bar: Bar) -> dict[str, Any]:
     """``Bar.to_dict()`` plus ``timestamp`` (= start, the REST API's name for it)."""
-    data = bar.to_dict()
-    data["timestamp"] = data["start"]
-    return data
+    start = _iso(bar.start)
+    return {
+        "instrument_token": bar.instrument_token,
+        "timeframe": bar.timeframe,
+        "start": start,
+        "open": bar.open,
+        "high": bar.high,
+        "low": bar.low,
+        "close": bar.close,
+        "volume": bar.volume,
+        "trades_count": bar.trades_count,
+        "vwap": bar.vwap,
+        "oi": bar.oi,
+        "final": bar.final,
+        "revision": bar.revision,
+        "source": bar.source,
+        "timestamp": start,
+    }
 
 
 def _levels(levels: Sequence[DepthLevel]) -> list[dict[str, Any]]:

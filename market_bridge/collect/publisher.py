@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 # delivered in order). Plain text parameters: a text[] parameter would make psycopg escape
 # every quote of the JSON, which profiled as most of the publisher's time.
 _NOTIFY = "SELECT pg_notify(%s, %s)"
+_SLICE = 200  # messages formatted between yields to the event loop
 
 
 @dataclass
@@ -195,25 +196,46 @@ class LivePublisher:
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
     # -- flushing ------------------------------------------------------------------------
-    def _drain(self) -> list[dict[str, Any]]:
-        out = list(self._queued)
-        self._queued.clear()
-        out.extend(message("bar", sym, bar_data(bar)) for (sym, _), bar in self._forming.items())
-        out.extend(message("tick", sym, tick_data(t)) for sym, t in self._ticks.items())
+    async def _drain(self) -> list[dict[str, Any]]:
+        """Everything buffered, as messages. The buffers are taken at once (producers go
+        on filling new ones); formatting yields to the event loop every ``_SLICE``
+        messages, so that a large flush (every symbol's ticks, books, stats and forming
+        bars) does not hold up frame handling and the storage writer for its whole length."""
+        queued, self._queued = self._queued, deque()
+        forming, self._forming = self._forming, {}
+        ticks, self._ticks = self._ticks, {}
+        books, self._books = self._books, {}
+        stats, self._stats = self._stats, {}
+        out: list[dict[str, Any]] = list(queued)
+        budget = _SLICE
+        for (sym, _), bar in forming.items():
+            out.append(message("bar", sym, bar_data(bar)))
+            budget -= 1
+            if not budget:
+                budget = _SLICE
+                await asyncio.sleep(0)
+        for sym, t in ticks.items():
+            out.append(message("tick", sym, tick_data(t)))
+            budget -= 1
+            if not budget:
+                budget = _SLICE
+                await asyncio.sleep(0)
         now = time.monotonic()
         held: dict[str, Tick] = {}
         sent = self._book_sent
-        for sym, t in self._books.items():
+        for sym, t in books.items():
             if now - sent.get(sym, -1e18) >= self.book_interval:
                 out.append(message("orderbook", sym, orderbook_data(t)))
                 sent[sym] = now
+                budget -= 4  # a book costs about four ticks
+                if budget <= 0:
+                    budget = _SLICE
+                    await asyncio.sleep(0)
             else:
                 held[sym] = t  # sent by a later flush, unless a newer book replaces it
-        out.extend(message("stats", sym, data) for sym, data in self._stats.items())
-        self._forming = {}
-        self._ticks = {}
-        self._books = held
-        self._stats = {}
+        for sym, t in held.items():
+            self._books.setdefault(sym, t)  # a book that came in meanwhile is newer
+        out.extend(message("stats", sym, data) for sym, data in stats.items())
         return out
 
     async def flush(self) -> int:
@@ -222,7 +244,7 @@ class LivePublisher:
             self._pull()
             if not self.pending:
                 return 0
-            msgs = self._drain()
+            msgs = await self._drain()
             if not msgs:
                 return 0
             if time.monotonic() < self._retry_at:

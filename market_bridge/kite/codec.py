@@ -276,6 +276,12 @@ def _split(data: bytes) -> tuple[list[int], list[int]]:
     return offsets, lengths
 
 
+def frame_layout(data: bytes) -> tuple[list[int], list[int]]:
+    """Offsets (of the packet bodies) and lengths of a frame's packets, in frame order;
+    raises ``FrameError`` like :func:`decode_frame`."""
+    return _split(data)
+
+
 def decode_frame(data: BytesLike, received_at: datetime | None = None) -> list[Tick]:
     """Decode one binary frame into ticks; heartbeats (fewer than 2 bytes) give ``[]``.
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from market_bridge.storage.rows import DEPTH_COLUMNS, TICK_COLUMNS
+from market_bridge.storage.rows import BAR_COLUMNS, DEPTH_COLUMNS, TICK_COLUMNS
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"
@@ -53,6 +53,8 @@ COPY_DEPTH_COLUMNS = (
     "bid_prices", "bid_quantities", "bid_orders", "ask_prices", "ask_quantities",
     "ask_orders", "exchange", "symbol",
 )  # fmt: skip
+# bars: ``seq`` (position in the write, for the upsert's order) then storage.rows order
+COPY_BAR_COLUMNS = ("seq", *BAR_COLUMNS)
 assert sorted(COPY_TICK_COLUMNS) == sorted(TICK_COLUMNS)
 assert sorted(COPY_DEPTH_COLUMNS) == sorted(DEPTH_COLUMNS)
 _TICK_ORDER = tuple(TICK_COLUMNS.index(c) for c in COPY_TICK_COLUMNS)
@@ -63,6 +65,7 @@ _NULL = b"\xff\xff\xff\xff"
 _I16 = Struct(">h")
 _I32 = Struct(">i")
 _INT8 = Struct(">iq")
+_INT4 = Struct(">ii")
 _FLOAT8 = Struct(">id")
 _ARRAY_HEAD = Struct(">iiiiii")  # byte length, ndim, has-null, element OID, size, lbound
 _ELEM = {"float8": Struct(">id"), "int8": Struct(">iq"), "int4": Struct(">ii")}
@@ -98,6 +101,8 @@ def _field(kind: str, value: Any) -> bytes:
         return _INT8.pack(8, int(value))
     if kind == "float8":
         return _FLOAT8.pack(8, float(value))
+    if kind == "int4":
+        return _INT4.pack(4, int(value))
     if kind == "timestamptz":
         return _INT8.pack(8, timestamp_us(value))
     if kind == "text":
@@ -128,6 +133,38 @@ def _encode_rows(rows: Sequence[Sequence[Any]], order: tuple[int, ...],
 def encode_tick_rows(rows: Sequence[Sequence[Any]]) -> bytes:
     """COPY tuples for ``md.tick_data`` rows in ``storage.rows.TICK_COLUMNS`` order."""
     return _encode_rows(rows, _TICK_ORDER, _TICK_KINDS)
+
+
+_BAR_KINDS = (
+    "int4", "text", "text", "int8", "timestamptz", "text", "float8", "float8", "float8",
+    "float8", "int8", "int4", "float8", "int8", "text", "int4",
+)  # fmt: skip
+
+
+def encode_bar_rows(rows: Sequence[Sequence[Any]]) -> bytes:
+    """COPY tuples (``COPY_BAR_COLUMNS``) for ``md.intraday_bars`` rows in
+    ``storage.rows.BAR_COLUMNS`` order, ``seq`` = their position."""
+    return _encode_rows([(i, *row) for i, row in enumerate(rows)],
+                        tuple(range(len(_BAR_KINDS))), _BAR_KINDS)  # fmt: skip
+
+
+def interleave(parts: Sequence[tuple[bytes, npt.NDArray[np.int64], npt.NDArray[np.intp]]],
+               total: int) -> bytes:  # fmt: skip
+    """Tuples encoded in several runs -> one payload in a given order: each part is
+    (tuples, their byte lengths, the position of each in the result); ``total`` tuples."""
+    if len(parts) == 1:
+        return parts[0][0]
+    data = b"".join(p[0] for p in parts)
+    lengths = np.concatenate([p[1] for p in parts])
+    where = np.concatenate([p[2] for p in parts])
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))  # in ``data``
+    order = np.empty(total, np.intp)
+    order[where] = np.arange(total)  # result position -> tuple
+    run_len = lengths[order]
+    # byte i of the result comes from starts[tuple] + (i - start of that tuple in the result)
+    out_starts = np.cumsum(run_len) - run_len
+    index = np.repeat(starts[order] - out_starts, run_len) + np.arange(int(run_len.sum()))
+    return np.frombuffer(data, np.uint8)[index].tobytes()
 
 
 def encode_depth_rows(rows: Sequence[Sequence[Any]]) -> bytes:
@@ -182,8 +219,20 @@ class TupleEncoder:
         """``values[name]``: array (or scalar) per fixed field; ``nulls[name]``: rows where
         that scalar is NULL; ``suffixes``: per-row text suffix (fixed-width ``S`` array,
         the real length in ``suffix_len``); ``extra_fields``: fields in the suffix."""
+        return self.encode_sized(n, values, nulls, suffixes, suffix_len, extra_fields)[0]
+
+    def encode_sized(
+        self,
+        n: int,
+        values: dict[str, Any],
+        nulls: dict[str, npt.NDArray[np.bool_]],
+        suffixes: npt.NDArray[np.bytes_],
+        suffix_len: npt.NDArray[np.int64],
+        extra_fields: int,
+    ) -> tuple[bytes, npt.NDArray[np.int64]]:
+        """``encode``, and the byte length of each tuple."""
         if n == 0:
-            return b""
+            return b"", np.zeros(0, np.int64)
         rec = np.empty(n, self.dtype)
         rec["nfields"] = self.nfields + extra_fields
         for name in self._scalars:
@@ -210,7 +259,7 @@ class TupleEncoder:
             at = self._value_at[name]
             mat[null, at - 4 : at] = 0xFF  # length -1
             keep[null, at : at + 8] = False
-        return mat[keep].tobytes()
+        return mat[keep].tobytes(), keep.sum(axis=1, dtype=np.int64)
 
 
 TICK_ENCODER = TupleEncoder(list(zip(COPY_TICK_COLUMNS[:16], TICK_FIXED_TYPES, strict=True)))

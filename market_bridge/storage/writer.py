@@ -1,21 +1,28 @@
 """The streaming writer: batches ticks, bars and depth snapshots into TimescaleDB.
 
-Batching: write when idle. When no write is in flight, whatever has queued is written
-at once (latency stays low at low rates); while one is in flight, new rows accumulate and
-go together in the next write (batches grow with the rate, up to ``max_batch`` rows per
-batch). One write is one transaction, with every batch that is ready (ticks, depth, bars):
-one commit, one WAL flush. Ticks and order books are binary COPY payloads encoded by the
-producer in bulk (``pgcopy``: ``put`` encodes row tuples, ``put_encoded`` takes tuples
-already encoded, e.g. from numpy columns); order books go through a temporary table so
-that duplicates are skipped (``ON CONFLICT DO NOTHING``); bars (few, upserts) with
-``executemany``.
+Two lanes, each with its own connection and task: ticks (lane 0), order books and bars
+(lane 1), so that the upsert of a minute's bars or a frame's books (a COPY into a temporary
+table and an ``INSERT ... SELECT``, several ms) never holds up the commit of ticks. Each
+lane writes when idle: when no write of its own is in flight, whatever has queued is
+written at once (latency stays low at low rates); while one is in flight, new rows
+accumulate and go together in the next write (batches grow with the rate, up to
+``max_batch`` rows per batch). One write is one transaction with every batch of the lane
+that is ready: one commit, one WAL flush. Bars keep their order (one lane, in order).
+
+Ticks and order books are binary COPY payloads encoded by the producer in bulk
+(``pgcopy``: ``put`` encodes row tuples, ``put_encoded`` takes tuples already encoded,
+e.g. from numpy columns); order books go through a temporary table so that duplicates
+are skipped (``ON CONFLICT DO NOTHING``); bars likewise (binary COPY into a temporary
+table, then one ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` with the rules of
+``_BAR_UPSERT``, see ``_BAR_MERGE``).
 
 No data lost: every batch gets an id, committed in the same transaction into
 ``md.ingest_batches``. When the database is unreachable, batches stay queued in memory
 up to ``memory_limit`` rows; beyond that the oldest are spooled to ``spool_dir`` (one file
 per batch, in order). When the database is back, the spool is replayed first, then
-memory, in order; a batch whose id is already recorded (its commit had succeeded but
-the acknowledgement was lost) is skipped, so nothing is written twice. Spool files left
+memory, in order (lane 0 replays the spool; lane 1 waits until it is empty, so older
+bars are applied first); a batch whose id is already recorded (its commit had succeeded
+but the acknowledgement was lost) is skipped, so nothing is written twice. Spool files left
 by a previous process are replayed at start. ``close()`` flushes everything.
 """
 
@@ -67,6 +74,32 @@ ON CONFLICT (exchange, symbol, bar_timestamp, timeframe) DO UPDATE SET
 WHERE EXCLUDED.provenance = 'historical'
    OR (md.intraday_bars.provenance = 'live' AND EXCLUDED.revision >= md.intraday_bars.revision)
 """.format(cols=", ".join(BAR_COLUMNS), params=", ".join(["%s"] * len(BAR_COLUMNS)))
+_BAR_COLS = ", ".join(BAR_COLUMNS)
+_BAR_STAGE = """CREATE TEMP TABLE IF NOT EXISTS mb_bar_stage
+    (seq integer NOT NULL, LIKE md.intraday_bars INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"""
+_COPY_BARS = "COPY mb_bar_stage ({}) FROM STDIN (FORMAT BINARY)".format(
+    ", ".join(pgcopy.COPY_BAR_COLUMNS)
+)
+# _BAR_UPSERT for a whole write at once. Applying rows one by one (executemany, in order)
+# leaves, per bar: the last historical row if there is one (a live row never replaces a
+# historical one), else the last row of the highest revision, if that revision is >= the
+# stored live one. One row per bar is picked that way (ON CONFLICT cannot touch a row twice
+# in one statement), then upserted with the same WHERE, so the outcome is the same.
+_BAR_MERGE = f"""
+INSERT INTO md.intraday_bars ({_BAR_COLS}, updated_at)
+SELECT DISTINCT ON (exchange, symbol, bar_timestamp, timeframe) {_BAR_COLS}, now()
+  FROM mb_bar_stage
+ ORDER BY exchange, symbol, bar_timestamp, timeframe, (provenance = 'historical') DESC,
+          CASE WHEN provenance = 'historical' THEN 0 ELSE revision END DESC, seq DESC
+ON CONFLICT (exchange, symbol, bar_timestamp, timeframe) DO UPDATE SET
+    instrument_token = EXCLUDED.instrument_token, open = EXCLUDED.open,
+    high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+    volume = EXCLUDED.volume, trades_count = EXCLUDED.trades_count, vwap = EXCLUDED.vwap,
+    oi = EXCLUDED.oi, provenance = EXCLUDED.provenance, revision = EXCLUDED.revision,
+    updated_at = now()
+WHERE EXCLUDED.provenance = 'historical'
+   OR (md.intraday_bars.provenance = 'live' AND EXCLUDED.revision >= md.intraday_bars.revision)
+"""  # noqa: S608 (constant column names only)
 _CLAIM = """INSERT INTO md.ingest_batches (batch_id, kind, rows)
             SELECT * FROM unnest(%s::uuid[], %s::text[], %s::int[])
             ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id"""
@@ -126,6 +159,22 @@ class _Incoming:
         self.count = 0
 
 
+class _Lane:
+    """One connection and the batches it writes. Lane 0 writes ticks (and replays the
+    spool), lane 1 order books and bars, so that a slow upsert of a minute's bars or a
+    frame's books never holds up the commit of ticks."""
+
+    __slots__ = ("conn", "index", "kinds", "pending", "task", "wake")
+
+    def __init__(self, index: int, kinds: tuple[Kind, ...]) -> None:
+        self.index = index
+        self.kinds = kinds
+        self.pending: deque[Batch] = deque()  # cut batches not yet committed, in order
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.wake = asyncio.Event()
+
+
 class StorageWriter:
     def __init__(
         self,
@@ -148,12 +197,10 @@ class StorageWriter:
         self.metrics = WriterMetrics()
         self.latencies_ns: list[int] = []  # enqueue -> commit per tick row, when track_latency
         self._incoming: dict[Kind, _Incoming] = {k: _Incoming() for k in _KINDS}
-        self._pending: deque[Batch] = deque()  # cut batches not yet committed (in memory)
-        self._pending_rows = 0
-        self._wake = asyncio.Event()
+        self._lanes = (_Lane(0, ("ticks",)), _Lane(1, ("depth", "bars")))
+        self._lane_of: dict[Kind, _Lane] = {k: lane for lane in self._lanes for k in lane.kinds}
+        self._pending_rows = 0  # rows in the lanes' pending batches
         self._closing = False
-        self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._task: asyncio.Task[None] | None = None
         self._spool_seq = 0
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self._spool_seq = max((self._seq_of(p) for p in self._spool_files()), default=0)
@@ -181,40 +228,51 @@ class StorageWriter:
         now = time.perf_counter_ns() if self.track_latency and kind == "ticks" else 0
         inc.chunks.append((chunk, count, now))
         inc.count += count
-        self._wake.set()
+        self._lane_of[kind].wake.set()
 
     @property
     def backlog(self) -> int:
         return self._pending_rows + sum(v.count for v in self._incoming.values())
 
+    def _lane_backlog(self, lane: _Lane) -> int:
+        return len(lane.pending) + sum(self._incoming[k].count for k in lane.kinds)
+
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="storage-writer")
+        for lane in self._lanes:
+            lane.task = asyncio.create_task(self._run(lane), name=f"storage-writer-{lane.index}")
 
     async def close(self, timeout: float = 30.0) -> None:
         """Flush everything (memory and spool) then stop; spool what cannot be written."""
         self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, timeout)
-            except TimeoutError:
-                self._task.cancel()
+        tasks = [lane.task for lane in self._lanes if lane.task is not None]
+        for lane in self._lanes:
+            lane.wake.set()
+        if tasks:
+            done, running = await asyncio.wait(tasks, timeout=timeout)
+            for task in running:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+                    await task
         self._cut_batches()
-        while self._pending:  # database still down: keep it on disk for the next start
-            self._spool(self._pending.popleft())
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                await self._conn.close()
+        for lane in self._lanes:  # database still down: keep it on disk for the next start
+            while lane.pending:
+                batch = lane.pending.popleft()
+                self._pending_rows -= batch.count
+                self._spool(batch)
+            if lane.conn is not None:
+                with contextlib.suppress(Exception):
+                    await lane.conn.close()
+        self.metrics.queued_rows = self._pending_rows
 
     # -- the loop -----------------------------------------------------------------------
-    def _cut_batches(self) -> None:
-        for kind, inc in self._incoming.items():
+    def _cut_batches(self, kinds: tuple[Kind, ...] = _KINDS) -> None:
+        for kind in kinds:
+            inc = self._incoming[kind]
             if not inc.count:
                 continue
             self._incoming[kind] = _Incoming()
+            lane = self._lane_of[kind]
             batch = Batch(kind)
             for chunk, count, enqueued in inc.chunks:
                 if kind == "bars":
@@ -225,45 +283,72 @@ class StorageWriter:
                 if enqueued:
                     batch.enqueued.append((count, enqueued))
                 if batch.count >= self.max_batch:
-                    self._push(batch)
+                    self._push(lane, batch)
                     batch = Batch(kind)
             if batch.count:
-                self._push(batch)
-        while self._pending_rows > self.memory_limit and len(self._pending) > 1:
-            oldest = self._pending.popleft()
-            self._pending_rows -= oldest.count
-            self._spool(oldest)
+                self._push(lane, batch)
+        # over the memory bound: the oldest batches of these lanes to disk (only of lanes
+        # whose task is the caller, or stopped: never under a write in flight). Order
+        # matters only for bars, and the spool is replayed before any bar in memory.
+        for lane in dict.fromkeys(self._lane_of[k] for k in kinds):
+            while self._pending_rows > self.memory_limit and len(lane.pending) > 1:
+                oldest = lane.pending.popleft()
+                self._pending_rows -= oldest.count
+                self._spool(oldest)
         self.metrics.queued_rows = self._pending_rows
 
-    def _push(self, batch: Batch) -> None:
-        self._pending.append(batch)
+    def _push(self, lane: _Lane, batch: Batch) -> None:
+        lane.pending.append(batch)
         self._pending_rows += batch.count
 
-    async def _run(self) -> None:
+    async def _run(self, lane: _Lane) -> None:
+        # connect now rather than at the first write (which would wait for it); a
+        # database that is down is handled by the first write
+        with contextlib.suppress(psycopg.Error, OSError):
+            await self._connection(lane)
+        replays = lane.index == 0  # the spool (any kind, in order) is replayed by lane 0
         while True:
-            if not self._closing and not self._pending and not self.backlog:
-                self._wake.clear()
+            spooled = bool(self._spool_files())
+            if not self._closing and not self._lane_backlog(lane) and not (replays and spooled):
+                lane.wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 0.5 if self._spool_files() else None)
-            if self.max_wait > 0 and 0 < self.backlog < self.max_batch and not self._closing:
+                    await asyncio.wait_for(lane.wake.wait(), 0.5 if spooled else None)
+                continue
+            if self.max_wait > 0 and not self._closing and (
+                0 < self._lane_backlog(lane) < self.max_batch
+            ):
                 await asyncio.sleep(self.max_wait)  # optional: let a burst coalesce
-            self._cut_batches()
+            self._cut_batches(lane.kinds)  # may spool: look at the spool after it
+            spooled = bool(self._spool_files())
             try:
-                await self._drain()
+                if replays:
+                    await self._replay(lane)
+                elif spooled:
+                    # older bars may be in the spool: lane 0 replays it first
+                    if self._closing and self._lanes[0].task is not None and (
+                        self._lanes[0].task.done()
+                    ):
+                        return  # lane 0 gave up (database down): close() spools the rest
+                    await asyncio.sleep(0.05)
+                    continue
+                await self._drain(lane)
             except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
-                await self._on_db_failure(exc)
+                await self._on_db_failure(lane, exc)
                 if self._closing:
                     return
                 continue
-            if self._closing and not self.backlog and not self._spool_files():
+            if self._closing and not self._lane_backlog(lane) and not (
+                replays and self._spool_files()
+            ):
                 return
 
-    async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        if self._conn is None or self._conn.closed or self._conn.broken:
+    async def _connection(self, lane: _Lane) -> psycopg.AsyncConnection[Any]:
+        if lane.conn is None or lane.conn.closed or lane.conn.broken:
             conn = await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=5)
             await conn.execute(_DEPTH_STAGE)
+            await conn.execute(_BAR_STAGE)
             await conn.commit()
-            self._conn = conn
+            lane.conn = conn
             if not self.metrics.db_up:
                 log.warning(
                     "database is back: replaying %d queued rows and %d spool files",
@@ -271,9 +356,9 @@ class StorageWriter:
                     len(self._spool_files()),
                 )
             self.metrics.db_up = True
-        return self._conn
+        return lane.conn
 
-    async def _on_db_failure(self, exc: BaseException) -> None:
+    async def _on_db_failure(self, lane: _Lane, exc: BaseException) -> None:
         self.metrics.db_failures += 1
         self.metrics.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
         if self.metrics.db_up:
@@ -283,45 +368,53 @@ class StorageWriter:
                 self.spool_dir,
             )
         self.metrics.db_up = False
-        if self._conn is not None:
+        if lane.conn is not None:
             with contextlib.suppress(Exception):
-                await self._conn.close()
-        self._conn = None
+                await lane.conn.close()
+        lane.conn = None
         if not self._closing:
             await asyncio.sleep(self.retry_interval)
 
-    async def _drain(self) -> None:
+    async def _replay(self, lane: _Lane) -> None:
         # Oldest first: spool files predate anything still in memory.
         for path in self._spool_files():
             with path.open("rb") as fh:
                 batch: Batch = _normalized(pickle.load(fh))
-            await self._write([batch])
+            await self._write(lane, [batch])
             path.unlink()
             self.metrics.replayed_batches += 1
         self.metrics.spool_files = 0
-        while self._pending:
+
+    async def _drain(self, lane: _Lane) -> None:
+        pending = lane.pending
+        while pending:
             # everything cut so far in one transaction (one commit), in order
             group: list[Batch] = []
             rows = 0
-            for batch in self._pending:
+            for batch in pending:
                 if group and rows + batch.count > 4 * self.max_batch:
                     break
                 group.append(batch)
                 rows += batch.count
-            await self._write(group)
+            await self._write(lane, group)
             for batch in group:
-                self._pending.popleft()
+                pending.popleft()
                 self._pending_rows -= batch.count
-            if any(b.enqueued for b in group):
-                now = time.perf_counter_ns()
-                lat = self.latencies_ns
-                for batch in group:
-                    for count, t in batch.enqueued:
-                        lat.extend([now - t] * count)
+            self._track(group)
         self.metrics.queued_rows = self._pending_rows
 
-    async def _write(self, batches: list[Batch]) -> None:
-        conn = await self._connection()
+    def _track(self, batches: list[Batch]) -> None:
+        """Enqueue -> commit times of tick rows (``track_latency``)."""
+        if any(b.enqueued for b in batches):
+            now = time.perf_counter_ns()
+            lat = self.latencies_ns
+            for batch in batches:
+                for count, t in batch.enqueued:
+                    lat.extend([now - t] * count)
+                batch.enqueued = []
+
+    async def _write(self, lane: _Lane, batches: list[Batch]) -> None:
+        conn = await self._connection(lane)
         async with conn.transaction():
             cur = await conn.execute(_CLAIM, (
                 [b.batch_id for b in batches], [b.kind for b in batches],
@@ -341,7 +434,11 @@ class StorageWriter:
                         await copy.write(b"".join([pgcopy.HEADER, *depth, pgcopy.TRAILER]))
                     await cur.execute(_DEPTH_INSERT)
                 if bars:
-                    await cur.executemany(_BAR_UPSERT, bars)
+                    async with cur.copy(_COPY_BARS) as copy:
+                        await copy.write(
+                            b"".join([pgcopy.HEADER, pgcopy.encode_bar_rows(bars), pgcopy.TRAILER])
+                        )
+                    await cur.execute(_BAR_MERGE)
         self.metrics.transactions += 1
         for batch in todo:
             self.metrics.batches_written += 1
