@@ -27,6 +27,8 @@ def _env_int(name: str, default: int) -> int:
         raise SettingsError(f"{name}={raw!r} is not an integer") from None
     if not 0 < value < 65536 and name.endswith("_PORT"):
         raise SettingsError(f"{name}={value} is not a valid TCP port (1-65535)")
+    if not 0 < value <= 64 and name.endswith("_WORKERS"):
+        raise SettingsError(f"{name}={value} is not a valid number of worker processes (1-64)")
     return value
 
 
@@ -61,6 +63,7 @@ class Settings:
     api_host: str
     api_port: int
     api_token: str | None = field(repr=False)
+    api_workers: int
     sim_host: str
     sim_port: int
     prefect_port: int
@@ -92,6 +95,7 @@ def load_settings() -> Settings:
         api_host=_env("MB_API_HOST", "127.0.0.1"),
         api_port=_env_int("MB_API_PORT", 8080),
         api_token=os.environ.get("API_TOKEN") or None,
+        api_workers=_env_int("MB_API_WORKERS", 1),
         sim_host=_env("MB_SIM_HOST", "127.0.0.1"),
         sim_port=_env_int("MB_SIM_PORT", 8081),
         prefect_port=_env_int("MB_PREFECT_PORT", 4200),
