@@ -90,7 +90,7 @@ def api(
     workers: int | None = typer.Option(
         None, min=1, max=64,
         help="Sanic worker processes (default MB_API_WORKERS, 1; 2 on a 2-core machine "
-             "halves WebSocket fan-out latency for thousands of clients)."),
+             "cuts WebSocket fan-out latency for thousands of clients)."),
 ) -> None:
     """Serve the REST API and the WebSocket stream (Sanic)."""
     from api.server import serve
