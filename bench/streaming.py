@@ -13,8 +13,9 @@ packet), pre-encoded before anything is timed.
 The pipeline is what ``market-bridge stream`` runs per frame: ``Collector.handle_frame``
 (columnar decode, filters, volume deltas and depth conflation on per-instrument arrays,
 ``BarAggregator.on_batch`` for all eight timeframes with its vector lane, tick and
-order-book rows encoded for binary COPY in bulk) -> ``StorageWriter`` (two lanes: ticks,
-books + bars; write when idle, one transaction per write, exactly-once batches) plus the
+order-book rows encoded for binary COPY in bulk) -> ``StorageWriter`` (lanes: two for ticks
+(``--tick-lanes``), one for books + bars; write when idle, one transaction per write,
+exactly-once batches) plus the
 ``LivePublisher`` pulling the newest ticks and flushing NOTIFYs every 50 ms. The
 baseline does the same decoding and aggregation but writes each frame's rows with
 ``executemany`` INSERTs in one transaction per frame, awaited before the next frame.
@@ -58,6 +59,7 @@ from market_bridge.aggregation import BarAggregator
 from market_bridge.collect import Collector, CollectorOptions, LivePublisher
 from market_bridge.collect.messages import display_symbol
 from market_bridge.collect.rows import bar_row
+from market_bridge.collect.runtime import tune_gc
 from market_bridge.collect.spec import Resolution, Subscription
 from market_bridge.db.cluster import LocalCluster
 from market_bridge.db.migrate import migrate
@@ -190,11 +192,11 @@ class Result:
 
 async def pipeline_run(dsn: str, feed: Feed, rate: float | None, depth_interval: float,
                        spool: Path, publish: bool,
-                       warmup: float = 0.0) -> tuple[float, list[float], list[float]]:  # fmt: skip
+                       warmup: float = 0.0, tick_lanes: int = 2) -> tuple[float, list[float], list[float]]:  # fmt: skip
     """Returns (ticks/s, per-tick latencies ms after the first ``warmup`` seconds, per-frame
     handle_frame ms)."""
     truncate(dsn)
-    writer = StorageWriter(dsn, spool, track_latency=rate is not None)
+    writer = StorageWriter(dsn, spool, track_latency=rate is not None, tick_lanes=tick_lanes)
     publisher = LivePublisher(dsn) if publish else None
     collector = Collector("bench", writer, publisher or NullLive(), ws_root="",
                           options=CollectorOptions(max_tick_age=None,
@@ -310,6 +312,11 @@ def main() -> None:
                     help="seconds at the start of latency runs left out of the figures")
     ap.add_argument("--depth-interval", type=float, default=10.0)
     ap.add_argument("--no-publish", action="store_true", help="leave out the live publisher")
+    ap.add_argument("--tick-lanes", type=int, default=2,
+                    help="writer connections for ticks (StorageWriter's default: 2)")
+    ap.add_argument("--no-gc-tuning", action="store_true",
+                    help="leave CPython's GC as it is (default: gc.freeze() after set-up and a "
+                         "gen-0 threshold of 50,000, as the streaming service does)")
     ap.add_argument("--profile", action="store_true", help="cProfile the pipeline's sustained run")
     args = ap.parse_args()
 
@@ -323,6 +330,8 @@ def main() -> None:
     latency_feed.ticks = sum(len(decode_frame(f)) for f in latency_feed.frames)
 
     agg_us = aggregation_latency(feed)
+    if not args.no_gc_tuning:
+        tune_gc()  # as StreamingService.run does after start-up
     with database() as dsn, tempfile.TemporaryDirectory() as spool_root:
         with psycopg.connect(dsn) as conn:
             upsert_instruments(conn, feed.instruments)
@@ -336,11 +345,13 @@ def main() -> None:
         if prof:
             prof.enable()
         tps, _, frame_ms = run(lambda: pipeline_run(dsn, feed, None, args.depth_interval,
-                                                     spool / "a", publish))  # fmt: skip
+                                                     spool / "a", publish,
+                                                     tick_lanes=args.tick_lanes))  # fmt: skip
         if prof:
             prof.disable()
         _, lat, lat_frame_ms = run(lambda: pipeline_run(
-            dsn, latency_feed, args.rate, args.depth_interval, spool / "b", publish, args.warmup))
+            dsn, latency_feed, args.rate, args.depth_interval, spool / "b", publish, args.warmup,
+            args.tick_lanes))
         base_tps, _ = run(lambda: baseline_run(dsn, feed, None, args.depth_interval))
         _, base_lat = run(lambda: baseline_run(dsn, latency_feed, args.rate, args.depth_interval,
                                                args.warmup))
@@ -355,7 +366,9 @@ def main() -> None:
                   (pct(base_lat, 50), pct(base_lat, 95), pct(base_lat, 99)), pct(agg_us, 95))
     print(f"TimescaleDB {version[0] if version else '?'}; "
           f"{'DATABASE_URL' if os.environ.get('DATABASE_URL') else 'private durable cluster'}; "
-          f"live publisher {'on' if publish else 'off'}; depth every {args.depth_interval:g} s")
+          f"live publisher {'on' if publish else 'off'}; depth every {args.depth_interval:g} s; "
+          f"{args.tick_lanes} tick lane(s); "
+          f"gc tuning {'off' if args.no_gc_tuning else 'on'}")
     print(f"{'':32}{'ticks/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
     for r in (ours, base):
         p50, p95, p99 = r.latency_ms

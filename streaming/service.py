@@ -24,6 +24,7 @@ from typing import IO, Any
 from market_bridge.collect.collector import CollectorOptions, Credentials
 from market_bridge.collect.manager import CollectorManager, ManagerOptions
 from market_bridge.collect.publisher import LivePublisher
+from market_bridge.collect.runtime import tune_gc
 from market_bridge.config.collectors import CollectorsConfig, load_collectors_config
 from market_bridge.db import database_url
 from market_bridge.kite import credentials as kite_credentials
@@ -119,6 +120,7 @@ class StreamingService:
         try:
             await self.writer.start()
             await self.publisher.start()
+            tune_gc()
             log.info("streaming %s: feed %s, spool %s", self.process_id, self.config.ws_root,
                      self.config.spool_dir)  # fmt: skip
             try:

@@ -146,3 +146,29 @@ def test_cli_embedded_cluster_lifecycle() -> None:
         assert _cli("db", "status", env=env).returncode == 1
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_ingest_settings_sized_from_ram_and_refreshed_on_existing_clusters(tmp_path: Path) -> None:
+    from market_bridge.db.cluster import LocalCluster, ingest_settings
+
+    mb = 1 << 20
+    assert ingest_settings(1024 * mb)["shared_buffers"] == "'256MB'"
+    assert ingest_settings(8192 * mb)["shared_buffers"] == "'1024MB'"
+    assert ingest_settings(64 * 1024 * mb)["shared_buffers"] == "'2048MB'"
+    # a cluster made by an earlier version: its defaults are replaced, a value set by hand
+    # (ALTER SYSTEM) is kept, missing settings are added, the port follows the config
+    data = tmp_path / "data"
+    data.mkdir()
+    conf = data / "postgresql.auto.conf"
+    conf.write_text("# written by market-bridge\nport = 5432\nshared_buffers = '256MB'\n"
+                    "max_wal_size = '16GB'\n")
+    LocalCluster(data, 5433)._ensure_port_setting()
+    lines = conf.read_text().splitlines()
+    wanted = ingest_settings()
+    assert "port = 5433" in lines and "max_wal_size = '16GB'" in lines
+    assert f"shared_buffers = {wanted['shared_buffers']}" in lines
+    assert f"checkpoint_timeout = {wanted['checkpoint_timeout']}" in lines
+    assert sum(ln.startswith("max_wal_size") for ln in lines) == 1
+    before = conf.read_text()
+    LocalCluster(data, 5433)._ensure_port_setting()
+    assert conf.read_text() == before  # idempotent

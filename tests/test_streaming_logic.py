@@ -106,3 +106,16 @@ def test_resolution_reports_unknown_symbols_and_expands_dynamic_watchlists() -> 
     assert len(movers.unknown_symbols) == len(universe) - len(movers.symbols)
     with pytest.raises(ValueError):
         CollectorSpec.from_row(("x",))
+
+
+def test_tune_gc_freezes_start_up_objects_once() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import gc; from market_bridge.collect.runtime import tune_gc\n"
+        "tune_gc(); frozen = gc.get_freeze_count(); tune_gc()\n"
+        "assert frozen > 1000 and gc.get_freeze_count() == frozen, frozen\n"
+        "assert gc.get_threshold()[0] == 50_000\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -20,6 +20,35 @@ from urllib.parse import quote
 
 PG_BIN = Path(os.environ.get("MB_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
+_MB = 1 << 20
+
+
+def _ram_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2048 * _MB
+
+
+def ingest_settings(ram: int | None = None) -> dict[str, str]:
+    """Durable settings for streaming ingest (docs/operations.md, "Database settings"):
+    shared_buffers an eighth of the machine's RAM, between 256MB and 2GB (the current
+    chunks of md.tick_data and their indexes stay in memory through a trading day);
+    checkpoints every 15 min or 4GB of WAL rather than 5 min (after each checkpoint the
+    first change of every page writes a full page image to the WAL)."""
+    ram = _ram_bytes() if ram is None else ram
+    buffers = min(max(ram // 8, 256 * _MB), 2048 * _MB) // _MB
+    return {
+        "shared_buffers": f"'{buffers}MB'",
+        "max_wal_size": "'4GB'",
+        "checkpoint_timeout": "'15min'",
+    }
+
+
+# values earlier versions wrote at initdb: replaced by ingest_settings() at start (a
+# value changed by hand or by ALTER SYSTEM is left alone)
+_FORMER_DEFAULTS = {"shared_buffers": {"'256MB'"}, "max_wal_size": {"'2GB'"}}
+
 
 class ClusterError(RuntimeError):
     """The embedded cluster could not be initialised, started or stopped."""
@@ -138,8 +167,7 @@ class LocalCluster:
             "shared_preload_libraries": "'timescaledb'",
             "timescaledb.telemetry_level": "'off'",
             "max_connections": "200",
-            "shared_buffers": "'256MB'",
-            "max_wal_size": "'2GB'",
+            **ingest_settings(),
             "log_min_messages": "warning",
             "log_timezone": "'UTC'",
             "timezone": "'UTC'",
@@ -157,13 +185,26 @@ class LocalCluster:
         os.chown(conf, uid, gid)
 
     def _ensure_port_setting(self) -> None:
-        """The port is configurable after initdb: rewrite it if MB_DB_PORT changed."""
+        """The port is configurable after initdb: rewrite it if MB_DB_PORT changed. Clusters
+        made by earlier versions get the current ``ingest_settings()``: a setting is added
+        when missing, and replaced when it still has the value market-bridge wrote."""
         conf = self.data_dir / "postgresql.auto.conf"
         if not conf.exists():
             return
         lines = conf.read_text().splitlines()
         wanted = f"port = {self.port}"
         new = [wanted if ln.startswith("port = ") else ln for ln in lines]
+        if not self.fast_unsafe:
+            settings = ingest_settings()
+            seen: set[str] = set()
+            for i, ln in enumerate(new):
+                key, sep, value = (part.strip() for part in ln.partition("="))
+                if not sep or key not in settings:
+                    continue
+                seen.add(key)
+                if value in _FORMER_DEFAULTS.get(key, ()):
+                    new[i] = f"{key} = {settings[key]}"
+            new += [f"{k} = {v}" for k, v in settings.items() if k not in seen]
         if new != lines:
             stat = conf.stat()
             conf.write_text("\n".join(new) + "\n")

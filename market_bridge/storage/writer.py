@@ -1,13 +1,16 @@
 """The streaming writer: batches ticks, bars and depth snapshots into TimescaleDB.
 
-Two lanes, each with its own connection and task: ticks (lane 0), order books and bars
-(lane 1), so that the upsert of a minute's bars or a frame's books (a COPY into a temporary
-table and an ``INSERT ... SELECT``, several ms) never holds up the commit of ticks. Each
-lane writes when idle: when no write of its own is in flight, whatever has queued is
-written at once (latency stays low at low rates); while one is in flight, new rows
-accumulate and go together in the next write (batches grow with the rate, up to
-``max_batch`` rows per batch). One write is one transaction with every batch of the lane
-that is ready: one commit, one WAL flush. Bars keep their order (one lane, in order).
+Lanes, each with its own connection and task: ticks (``tick_lanes``, 2 by default: lane 0
+and the last lanes), order books and bars (lane 1), so that the upsert of a minute's bars
+or a frame's books (a COPY into a temporary table and an ``INSERT ... SELECT``, several
+ms) never holds up the commit of ticks. Each lane writes when idle: when no write of its
+own is in flight, whatever has queued is written at once (latency stays low at low
+rates); while one is in flight, new rows accumulate and go together in the next write
+(batches grow with the rate, up to ``max_batch`` rows per batch). With two tick lanes a
+frame's ticks do not wait for the tick write in flight: an idle tick lane takes them
+(rows of ``md.tick_data`` have no order; each batch is still claimed exactly once). One
+write is one transaction with every batch of the lane that is ready: one commit, one WAL
+flush. Bars keep their order (one lane, in order).
 
 Ticks and order books are binary COPY payloads encoded by the producer in bulk
 (``pgcopy``: ``put`` encodes row tuples, ``put_encoded`` takes tuples already encoded,
@@ -162,9 +165,9 @@ class _Incoming:
 class _Lane:
     """One connection and the batches it writes. Lane 0 writes ticks (and replays the
     spool), lane 1 order books and bars, so that a slow upsert of a minute's bars or a
-    frame's books never holds up the commit of ticks."""
+    frame's books never holds up the commit of ticks; lanes 2.. write ticks too."""
 
-    __slots__ = ("conn", "index", "kinds", "pending", "task", "wake")
+    __slots__ = ("busy", "conn", "index", "kinds", "pending", "task", "wake")
 
     def __init__(self, index: int, kinds: tuple[Kind, ...]) -> None:
         self.index = index
@@ -173,6 +176,7 @@ class _Lane:
         self.conn: psycopg.AsyncConnection[Any] | None = None
         self.task: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
+        self.busy = False  # a write (or replay) in flight
 
 
 class StorageWriter:
@@ -185,6 +189,7 @@ class StorageWriter:
         memory_limit: int = 1_000_000,
         retry_interval: float = 0.5,
         track_latency: bool = False,
+        tick_lanes: int = 2,
     ) -> None:
         self.dsn = dsn
         self.spool_dir = spool_dir
@@ -195,10 +200,15 @@ class StorageWriter:
         self.retry_interval = retry_interval
         self.track_latency = track_latency
         self.metrics = WriterMetrics()
-        self.latencies_ns: list[int] = []  # enqueue -> commit per tick row, when track_latency
+        # (enqueue ns, enqueue -> commit ns) per put of tick rows, when track_latency
+        self._latencies: list[tuple[int, int, int]] = []
         self._incoming: dict[Kind, _Incoming] = {k: _Incoming() for k in _KINDS}
-        self._lanes = (_Lane(0, ("ticks",)), _Lane(1, ("depth", "bars")))
-        self._lane_of: dict[Kind, _Lane] = {k: lane for lane in self._lanes for k in lane.kinds}
+        self._lanes = (_Lane(0, ("ticks",)), _Lane(1, ("depth", "bars")),
+                       *(_Lane(i, ("ticks",)) for i in range(2, 1 + max(1, tick_lanes))))
+        self._tick_lanes = [lane for lane in self._lanes if "ticks" in lane.kinds]
+        # the lane that cuts the batches of a kind when no lane task does (close)
+        self._lane_of: dict[Kind, _Lane] = {
+            k: lane for lane in reversed(self._lanes) for k in lane.kinds}
         self._pending_rows = 0  # rows in the lanes' pending batches
         self._closing = False
         self._spool_seq = 0
@@ -225,10 +235,27 @@ class StorageWriter:
 
     def _add(self, kind: Kind, chunk: Any, count: int) -> None:
         inc = self._incoming[kind]
-        now = time.perf_counter_ns() if self.track_latency and kind == "ticks" else 0
-        inc.chunks.append((chunk, count, now))
+        if kind != "ticks":
+            inc.chunks.append((chunk, count, 0))
+            inc.count += count
+            self._lane_of[kind].wake.set()
+            return
+        inc.chunks.append((chunk, count, time.perf_counter_ns() if self.track_latency else 0))
         inc.count += count
-        self._lane_of[kind].wake.set()
+        for lane in self._tick_lanes:  # an idle tick lane, else all (the first done takes it)
+            if not lane.busy:
+                lane.wake.set()
+                return
+        for lane in self._tick_lanes:
+            lane.wake.set()
+
+    @property
+    def latencies_ns(self) -> list[int]:
+        """Enqueue -> commit per tick row, in enqueue order (``track_latency``)."""
+        out: list[int] = []
+        for _, count, lat in sorted(self._latencies):
+            out.extend([lat] * count)
+        return out
 
     @property
     def backlog(self) -> int:
@@ -266,13 +293,15 @@ class StorageWriter:
         self.metrics.queued_rows = self._pending_rows
 
     # -- the loop -----------------------------------------------------------------------
-    def _cut_batches(self, kinds: tuple[Kind, ...] = _KINDS) -> None:
+    def _cut_batches(self, kinds: tuple[Kind, ...] = _KINDS, into: _Lane | None = None) -> None:
+        """Incoming rows of ``kinds`` into batches of lane ``into`` (default: the kind's
+        lane)."""
         for kind in kinds:
             inc = self._incoming[kind]
             if not inc.count:
                 continue
             self._incoming[kind] = _Incoming()
-            lane = self._lane_of[kind]
+            lane = into or self._lane_of[kind]
             batch = Batch(kind)
             for chunk, count, enqueued in inc.chunks:
                 if kind == "bars":
@@ -290,7 +319,7 @@ class StorageWriter:
         # over the memory bound: the oldest batches of these lanes to disk (only of lanes
         # whose task is the caller, or stopped: never under a write in flight). Order
         # matters only for bars, and the spool is replayed before any bar in memory.
-        for lane in dict.fromkeys(self._lane_of[k] for k in kinds):
+        for lane in [into] if into else dict.fromkeys(self._lane_of[k] for k in kinds):
             while self._pending_rows > self.memory_limit and len(lane.pending) > 1:
                 oldest = lane.pending.popleft()
                 self._pending_rows -= oldest.count
@@ -307,6 +336,7 @@ class StorageWriter:
         with contextlib.suppress(psycopg.Error, OSError):
             await self._connection(lane)
         replays = lane.index == 0  # the spool (any kind, in order) is replayed by lane 0
+        waits_for_spool = lane.index == 1  # bars: older ones may be in the spool
         while True:
             spooled = bool(self._spool_files())
             if not self._closing and not self._lane_backlog(lane) and not (replays and spooled):
@@ -318,8 +348,9 @@ class StorageWriter:
                 0 < self._lane_backlog(lane) < self.max_batch
             ):
                 await asyncio.sleep(self.max_wait)  # optional: let a burst coalesce
-            self._cut_batches(lane.kinds)  # may spool: look at the spool after it
-            spooled = bool(self._spool_files())
+            self._cut_batches(lane.kinds, lane)  # may spool: look at the spool after it
+            spooled = waits_for_spool and bool(self._spool_files())
+            lane.busy = True
             try:
                 if replays:
                     await self._replay(lane)
@@ -337,6 +368,8 @@ class StorageWriter:
                 if self._closing:
                     return
                 continue
+            finally:
+                lane.busy = False
             if self._closing and not self._lane_backlog(lane) and not (
                 replays and self._spool_files()
             ):
@@ -407,10 +440,10 @@ class StorageWriter:
         """Enqueue -> commit times of tick rows (``track_latency``)."""
         if any(b.enqueued for b in batches):
             now = time.perf_counter_ns()
-            lat = self.latencies_ns
+            lat = self._latencies
             for batch in batches:
                 for count, t in batch.enqueued:
-                    lat.extend([now - t] * count)
+                    lat.append((t, count, now - t))
                 batch.enqueued = []
 
     async def _write(self, lane: _Lane, batches: list[Batch]) -> None:
