@@ -34,6 +34,21 @@ def test_seed_tables_are_hypertables_bars_in_30_day_chunks(module_db_url: str) -
     ]
 
 
+def test_feed_rate_tables_carry_only_the_indexes_their_reads_use(module_db_url: str) -> None:
+    # 0008 drops create_hypertable's time-only index on the two tables written at feed
+    # rate: every read names a symbol, and each extra index costs every insert.
+    with psycopg.connect(module_db_url) as conn:
+        rows = conn.execute(
+            """SELECT tablename, indexdef FROM pg_indexes
+                WHERE schemaname = 'md' AND tablename IN ('tick_data', 'order_book')
+                ORDER BY tablename, indexname"""
+        ).fetchall()
+    assert [(t, d.split(" USING ")[1]) for t, d in rows] == [
+        ("order_book", "btree (exchange, symbol, snapshot_timestamp)"),
+        ("tick_data", "btree (symbol, exchange, tick_timestamp DESC)"),
+    ]
+
+
 def test_migrate_twice_changes_nothing(db_url: str) -> None:
     def snapshot() -> list[tuple[object, ...]]:
         with psycopg.connect(db_url) as conn:
