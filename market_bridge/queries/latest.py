@@ -92,7 +92,7 @@ async def latest_bars(
     async with conn.cursor(row_factory=_latest_bar_rows, binary=True) as cur:
         ist_timestamps(cur)
         await cur.execute(
-            query(_FILE, "latest_bars_since"),
+            query(_FILE, "latest_bars"),
             _keys(symbols) | {"timeframe": timeframe, "since": since},
             prepare=False,
         )
@@ -100,7 +100,8 @@ async def latest_bars(
             found[Symbol(r.exchange, r.symbol)] = r
         rest = [s for s in dict.fromkeys(symbols) if s not in found]
         if rest:
-            await cur.execute(query(_FILE, "latest_bars"), _keys(rest) | {"timeframe": timeframe})
+            await cur.execute(query(_FILE, "latest_bars"),
+                              _keys(rest) | {"timeframe": timeframe, "since": None})
             for r in await cur.fetchall():
                 found[Symbol(r.exchange, r.symbol)] = r
     return found

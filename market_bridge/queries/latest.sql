@@ -17,23 +17,11 @@ CROSS JOIN LATERAL (
     LIMIT 1
 ) t;
 
--- name: latest_bars_since
--- latest_bars among the bars at or after `since` (the recent window, tried first). The bar
--- columns come first, in BarRow's order (latest.py builds LatestBar positionally).
-SELECT b.bar_timestamp, b.open, b.high, b.low, b.close, b.volume, b.trades_count, b.vwap,
-       b.oi, b.provenance, b.revision, k.exchange, k.symbol, b.instrument_token
-FROM unnest(%(exchanges)s::text[], %(symbols)s::text[]) AS k (exchange, symbol)
-CROSS JOIN LATERAL (
-    SELECT i.instrument_token, i.bar_timestamp, i.open, i.high, i.low, i.close, i.volume,
-           i.trades_count, i.vwap, i.oi, i.provenance, i.revision
-    FROM md.intraday_bars i
-    WHERE i.symbol = k.symbol AND i.timeframe = %(timeframe)s AND i.exchange = k.exchange
-      AND i.bar_timestamp >= %(since)s
-    ORDER BY i.bar_timestamp DESC
-    LIMIT 1
-) b;
-
 -- name: latest_bars
+-- The newest bar per (exchange, symbol) at or after `since` (NULL: anywhere). latest.py
+-- sends it unprepared with a recent `since` first (only recent chunks are opened), then
+-- with NULL for the symbols that have none there. The bar columns come first, in
+-- BarRow's order (latest.py builds LatestBar positionally).
 SELECT b.bar_timestamp, b.open, b.high, b.low, b.close, b.volume, b.trades_count, b.vwap,
        b.oi, b.provenance, b.revision, k.exchange, k.symbol, b.instrument_token
 FROM unnest(%(exchanges)s::text[], %(symbols)s::text[]) AS k (exchange, symbol)
@@ -42,6 +30,7 @@ CROSS JOIN LATERAL (
            i.trades_count, i.vwap, i.oi, i.provenance, i.revision
     FROM md.intraday_bars i
     WHERE i.symbol = k.symbol AND i.timeframe = %(timeframe)s AND i.exchange = k.exchange
+      AND i.bar_timestamp >= coalesce(%(since)s::timestamptz, '-infinity')
     ORDER BY i.bar_timestamp DESC
     LIMIT 1
 ) b;
