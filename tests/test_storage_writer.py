@@ -125,6 +125,8 @@ def test_database_outage_loses_nothing_and_duplicates_nothing(
             await asyncio.sleep(0.03)
         assert not w.metrics.db_up
         assert w.metrics.spooled_batches > 0, "memory limit exceeded: should have spooled"
+        on_disk = len(list((tmp_path / "spool").glob("*.batch")))
+        assert on_disk > 0 and w.metrics.spool_files == on_disk
         await asyncio.to_thread(own_cluster.start)
         for _ in range(5):  # back
             step()
@@ -140,6 +142,7 @@ def test_database_outage_loses_nothing_and_duplicates_nothing(
         bars = conn.execute("SELECT close, revision FROM md.intraday_bars").fetchall()
     assert bars == [(float(revision - 1), revision - 1)]
     assert not list((tmp_path / "spool").glob("*.batch"))
+    assert w.metrics.spool_files == 0
 
 
 def test_spool_left_by_a_dead_process_is_replayed_once(
@@ -162,9 +165,11 @@ def test_spool_left_by_a_dead_process_is_replayed_once(
 
     async def second() -> None:
         w = StorageWriter(dsn, spool)
+        assert w.metrics.spool_files == 1  # counted at start, replayed by lane 0
         await w.start()
         w.put("ticks", tick_rows(700, 300))
         await w.close()
+        assert w.metrics.spool_files == 0 and w.metrics.replayed_batches == 1
 
     asyncio.run(second())
     assert count_ticks(dsn) == (1000, 1000)

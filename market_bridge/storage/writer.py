@@ -213,7 +213,12 @@ class StorageWriter:
         self._closing = False
         self._spool_seq = 0
         self.spool_dir.mkdir(parents=True, exist_ok=True)
-        self._spool_seq = max((self._seq_of(p) for p in self._spool_files()), default=0)
+        existing = self._spool_files()
+        self._spool_seq = max((self._seq_of(p) for p in existing), default=0)
+        # spool files on disk (this writer is the only one using spool_dir): the lanes look
+        # at it on every loop, a directory listing each time would cost every write
+        self._spooled = len(existing)
+        self.metrics.spool_files = self._spooled
 
     # -- producer side (sync, cheap: called from the hot path) ---------------------------
     def put(self, kind: Kind, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -338,7 +343,7 @@ class StorageWriter:
         replays = lane.index == 0  # the spool (any kind, in order) is replayed by lane 0
         waits_for_spool = lane.index == 1  # bars: older ones may be in the spool
         while True:
-            spooled = bool(self._spool_files())
+            spooled = self._spooled > 0
             if not self._closing and not self._lane_backlog(lane) and not (replays and spooled):
                 lane.wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -349,7 +354,7 @@ class StorageWriter:
             ):
                 await asyncio.sleep(self.max_wait)  # optional: let a burst coalesce
             self._cut_batches(lane.kinds, lane)  # may spool: look at the spool after it
-            spooled = waits_for_spool and bool(self._spool_files())
+            spooled = waits_for_spool and self._spooled > 0
             lane.busy = True
             try:
                 if replays:
@@ -371,7 +376,7 @@ class StorageWriter:
             finally:
                 lane.busy = False
             if self._closing and not self._lane_backlog(lane) and not (
-                replays and self._spool_files()
+                replays and self._spooled
             ):
                 return
 
@@ -386,7 +391,7 @@ class StorageWriter:
                 log.warning(
                     "database is back: replaying %d queued rows and %d spool files",
                     self._pending_rows,
-                    len(self._spool_files()),
+                    self._spooled,
                 )
             self.metrics.db_up = True
         return lane.conn
@@ -415,8 +420,9 @@ class StorageWriter:
                 batch: Batch = _normalized(pickle.load(fh))
             await self._write(lane, [batch])
             path.unlink()
+            self._spooled -= 1
+            self.metrics.spool_files = self._spooled
             self.metrics.replayed_batches += 1
-        self.metrics.spool_files = 0
 
     async def _drain(self, lane: _Lane) -> None:
         pending = lane.pending
@@ -448,10 +454,12 @@ class StorageWriter:
 
     async def _write(self, lane: _Lane, batches: list[Batch]) -> None:
         conn = await self._connection(lane)
-        async with conn.transaction():
-            cur = await conn.execute(_CLAIM, (
-                [b.batch_id for b in batches], [b.kind for b in batches],
-                [b.count for b in batches]))  # fmt: skip
+        try:
+            # BEGIN and the claim in one round trip (pipeline); COPY cannot be pipelined
+            async with conn.pipeline():
+                cur = await conn.execute(_CLAIM, (
+                    [b.batch_id for b in batches], [b.kind for b in batches],
+                    [b.count for b in batches]))  # fmt: skip
             claimed = {row[0] for row in await cur.fetchall()}
             todo = [b for b in batches if b.batch_id in claimed]
             self.metrics.batches_skipped_duplicate += len(batches) - len(todo)
@@ -472,6 +480,12 @@ class StorageWriter:
                             b"".join([pgcopy.HEADER, pgcopy.encode_bar_rows(bars), pgcopy.TRAILER])
                         )
                     await cur.execute(_BAR_MERGE)
+            await conn.commit()
+        except BaseException:
+            if not conn.closed and not conn.broken:
+                with contextlib.suppress(psycopg.Error, OSError):
+                    await conn.rollback()
+            raise
         self.metrics.transactions += 1
         for batch in todo:
             self.metrics.batches_written += 1
@@ -499,4 +513,5 @@ class StorageWriter:
             os.fsync(fh.fileno())
         os.replace(tmp, path)  # a crash leaves either no file or a whole one
         self.metrics.spooled_batches += 1
-        self.metrics.spool_files += 1
+        self._spooled += 1
+        self.metrics.spool_files = self._spooled
