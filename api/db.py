@@ -6,6 +6,8 @@ the IST time zone and carry a statement timeout so a runaway query cannot hold a
 
 from __future__ import annotations
 
+import contextlib
+import select
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,18 +32,39 @@ async def _configure(conn: AsyncConnection[Any]) -> None:
     await conn.execute("SET statement_timeout = '15s'; SET TimeZone = 'Asia/Kolkata'")
 
 
-async def _check(conn: AsyncConnection[Any]) -> None:
-    """The pool's check on checkout, for connections idle ``CHECK_AFTER_IDLE_S`` or more
-    (or never released through ``connection``): after a database restart they are broken,
-    and are replaced instead of failing a request. A connection back in the pool within
-    the last second was working then; checking it too would cost every request a round
-    trip (~0.2 ms of this process's CPU, and PostgreSQL's). A restart under load can still
-    fail the requests that were using the pool's connections, once each: a broken
-    connection is not returned to the pool."""
+def _has_input(conn: AsyncConnection[Any]) -> bool:
+    """Whether the server sent something to an idle connection: nothing is expected (no
+    LISTEN on pooled connections), so it is a shutdown notice (FATAL 57P01 "terminating
+    connection due to administrator command") or end-of-file. A poll, no round trip."""
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.OperationalError):
+        return True  # no usable socket: let the full check decide
+    return bool(readable)
+
+
+async def _usable(conn: AsyncConnection[Any]) -> bool:
+    """Checked on checkout: after a database restart pooled connections are broken.
+
+    A connection back in the pool within ``CHECK_AFTER_IDLE_S`` that has nothing to read
+    is handed out as it is: it was working a moment ago, and a server that went away since
+    has closed its socket (or sent a shutdown notice), which the poll sees. Anything else
+    gets an empty query: a round trip, ~0.2 ms of this process's CPU and PostgreSQL's, so
+    not on every request."""
+    if conn.closed or conn.broken:
+        return False
     released = _released_at.get(conn)
-    if released is not None and time.monotonic() - released < CHECK_AFTER_IDLE_S:
-        return
-    await AsyncConnectionPool.check_connection(conn)
+    if (
+        released is not None
+        and time.monotonic() - released < CHECK_AFTER_IDLE_S
+        and not _has_input(conn)
+    ):
+        return True
+    try:
+        await conn.execute("")
+    except (psycopg.OperationalError, psycopg.InterfaceError):
+        return False
+    return True
 
 
 def make_pool(dsn: str, *, min_size: int, max_size: int, timeout: float) -> AsyncConnectionPool:
@@ -51,7 +74,8 @@ def make_pool(dsn: str, *, min_size: int, max_size: int, timeout: float) -> Asyn
         max_size=max_size,
         timeout=timeout,
         open=False,  # opened by the start-up listener, inside the server's event loop
-        check=_check,  # survive a database restart
+        # no check= here: pooled() checks (the pool's own check loop waits 1 s, 2 s, ...
+        # between broken connections, so after a restart a request would time out)
         configure=_configure,
         kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
         name="market-bridge-api",
@@ -80,13 +104,28 @@ def register_pool_listeners(app: Sanic) -> None:
 
 
 @asynccontextmanager
+async def pooled(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnection[Any]]:
+    """A working connection from ``pool``: broken ones (a database restart) are closed,
+    which makes the pool replace them, and the next one is taken at once. A restart can
+    still fail the requests that were using a connection at that moment."""
+    for _ in range(pool.max_size + 1):
+        async with pool.connection() as conn:
+            if not await _usable(conn):
+                with contextlib.suppress(Exception):
+                    await conn.close()  # returned closed: the pool opens a new one
+                continue
+            try:
+                yield conn
+            finally:
+                _released_at[conn] = time.monotonic()
+            return
+    raise psycopg.OperationalError("every pooled connection was broken; database restarting?")
+
+
+@asynccontextmanager
 async def connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
-    pool: AsyncConnectionPool = request.app.ctx.pool
-    async with pool.connection() as conn:
-        try:
-            yield conn
-        finally:
-            _released_at[conn] = time.monotonic()
+    async with pooled(request.app.ctx.pool) as conn:
+        yield conn
 
 
 async def describe_failure(app: Sanic, exc: BaseException) -> str:

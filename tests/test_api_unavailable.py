@@ -1,15 +1,21 @@
-"""Database unreachable: 503 with the reason, never a traceback; bad input is still 400."""
+"""Database unreachable: 503 with the reason, never a traceback; bad input is still 400; after
+a restart of the database no request fails."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
+from api import db as api_db
+from market_bridge.db.cluster import LocalCluster
+
 from .conftest import free_port
 from .test_api_support import running_api
+from .test_storage_writer import own_cluster  # noqa: F401 (a fixture: a cluster to restart)
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +80,24 @@ def test_static_watchlists_still_work_and_movers_say_why(client: httpx.Client) -
     assert gainers["symbols"] == [] and gainers["reason"].startswith("database unavailable")
     merged = client.post("/watchlists/merge", json={"watchlists": ["IT", "PHARMA"]})
     assert merged.status_code == 200
+
+
+@pytest.mark.parametrize("idle_check_after", [3600.0, 0.0])
+def test_a_database_restart_fails_no_later_request(
+    own_cluster: LocalCluster,  # noqa: F811 (the fixture imported above)
+    monkeypatch: pytest.MonkeyPatch,
+    idle_check_after: float,
+) -> None:
+    # 3600: every pooled connection counts as "recently released", so only the poll for a
+    # shutdown notice / end-of-file stands between a broken connection and a request;
+    # 0: every checkout runs the empty query. Either way broken connections are replaced
+    # at once (the pool's own check loop would back off 1 s, 2 s, ... between them).
+    monkeypatch.setattr(api_db, "CHECK_AFTER_IDLE_S", idle_check_after)
+    with running_api(own_cluster.dsn("mb"), pool_max_size=4) as server:
+        with server.client() as c, ThreadPoolExecutor(4) as pool:  # open all 4 connections
+            assert set(pool.map(lambda _: c.get("/collectors").status_code, range(16))) == {200}
+        own_cluster.stop("fast")
+        own_cluster.start()
+        with server.client() as c:
+            codes = [c.get("/collectors").status_code for _ in range(12)]
+    assert codes == [200] * 12

@@ -28,7 +28,7 @@ from sanic.exceptions import WebsocketClosed
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
 
-from api.db import describe_failure
+from api.db import describe_failure, pooled
 from api.stream import frames, protocol
 from api.stream.latest import latest_values, snapshot_messages
 from api.stream.protocol import (
@@ -303,7 +303,7 @@ class ClientSession:
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
         pool: AsyncConnectionPool = self.app.ctx.pool
-        async with self.hub.db_slots, pool.connection() as conn:
+        async with self.hub.db_slots, pooled(pool) as conn:
             yield conn
 
     @staticmethod
