@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import pandas as pd
+from support import percentile
 
 from market_bridge.aggregation import BarAggregator
 from market_bridge.kite.models import IST, Tick
@@ -68,7 +69,8 @@ def synthetic_ticks(n: int, instruments: int, seed: int = 7) -> list[Tick]:
 
 
 def pctl(sorted_ns: list[int], p: float) -> float:
-    return sorted_ns[min(len(sorted_ns) - 1, int(p * len(sorted_ns)))] / 1000.0
+    """The ``p`` quantile of sorted nanoseconds, in microseconds."""
+    return percentile(sorted_ns, p) / 1000.0
 
 
 def run_aggregator(

@@ -18,86 +18,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from datetime import time as clock_time
-from pathlib import Path
 
 import psycopg
+from support import database, simulator
 
 from market_bridge.backfill import KiteClients, backfill_symbols, select_symbols, sync_instruments
 from market_bridge.backfill.engine import BackfillResult
-from market_bridge.db.cluster import LocalCluster
-from market_bridge.db.migrate import migrate
 from market_bridge.kite.models import IST
 from market_bridge.kite.simulator import DEFAULT_ACCESS_TOKEN, DEFAULT_API_KEY
 from market_bridge.market.calendar import TradingCalendar
 from market_bridge.market.timeframes import parse_timeframe
 
 CEILING = 3.0  # Kite's historical limit, requests/s per API key
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def simulator() -> Iterator[str]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "market_bridge.cli.simulate", "--port",
-                             str(port), "--session", "nse"], stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the simulator did not come up")
-            try:
-                with urllib.request.urlopen(base + "/sim/status", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@contextmanager
-def database(url: str | None) -> Iterator[str]:
-    if url:
-        migrate(url)
-        yield url
-        return
-    base = Path(tempfile.mkdtemp(prefix="mb-bench-pg-"))
-    os_user = os.environ.get("MB_DB_OS_USER", "marketbridge")
-    if os.geteuid() == 0:  # the server runs as the unprivileged user, as in the tests
-        entry = pwd.getpwnam(os_user)
-        os.chown(base, entry.pw_uid, entry.pw_gid)
-    cluster = LocalCluster(data_dir=base / "data", port=free_port(), os_user=os_user,
-                           log_file=base / "postgres.log", fast_unsafe=True)
-    cluster.start()
-    try:
-        with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE mb_bench")
-        dsn = cluster.dsn("mb_bench")
-        migrate(dsn)
-        yield dsn
-    finally:
-        cluster.stop(mode="immediate")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def reset(dsn: str) -> None:
@@ -136,7 +70,8 @@ def main() -> None:
     end = datetime.combine(last + timedelta(days=1), clock_time(0), IST)
     symbols = select_symbols(args.watchlist, None)
 
-    with simulator() as root, database(args.database_url) as dsn:
+    with simulator("--session", "nse") as root, database(args.database_url) as db:
+        dsn = db.dsn
         kite = KiteClients(DEFAULT_API_KEY, DEFAULT_ACCESS_TOKEN, root)
         sync_instruments(dsn, kite())
         print(f"backfill {len(symbols)} symbols ({args.watchlist}) x {args.days} trading days "

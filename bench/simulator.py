@@ -15,40 +15,15 @@ import argparse
 import asyncio
 import csv
 import io
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 
 import orjson
+from support import simulator
 from websockets.asyncio.client import connect
 
 from market_bridge.kite.codec import decode_frame_columns
 from market_bridge.kite.simulator import DEFAULT_ACCESS_TOKEN, DEFAULT_API_KEY
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    """Until the simulator answers and has pre-built every instrument's day plan."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"simulator exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(base + "/sim/status", timeout=1) as resp:
-                status = orjson.loads(resp.read())["data"]
-            if status["day_plans_cached"] >= status["instruments"]:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("simulator did not come up")
 
 
 def tokens(base: str, limit: int) -> list[int]:
@@ -100,18 +75,10 @@ def main() -> None:
     ap.add_argument("--instruments", type=int, default=0, help="0 = all")
     args = ap.parse_args()
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "market_bridge.cli.simulate", "--port", str(port),
-           "--tick-rate", str(args.tick_rate)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    try:
-        wait_ready(base, proc)
+    with simulator("--tick-rate", str(args.tick_rate), all_plans=True) as base:
         toks = tokens(base, args.instruments)
-        result = asyncio.run(measure(f"ws://127.0.0.1:{port}", toks, args.warmup, args.seconds))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        ws_url = base.replace("http://", "ws://", 1)
+        result = asyncio.run(measure(ws_url, toks, args.warmup, args.seconds))
     print(
         f"simulator -> 1 client, full mode, {len(toks)} instruments, tick rate "
         f"{args.tick_rate:g}/s each (offered {len(toks) * args.tick_rate:,.0f} ticks/s)"

@@ -50,19 +50,14 @@ import functools
 import multiprocessing as mp
 import os
 import pstats
-import pwd
 import re
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from array import array
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,49 +65,16 @@ from typing import Any
 import httpx
 import orjson
 import psycopg
+from support import ROOT, api_process, cpu_seconds, database, percentile
 
 from market_bridge.collect.messages import LIVE_CHANNEL, pack
-from market_bridge.db.cluster import LocalCluster
-from market_bridge.db.migrate import migrate
 
-ROOT = Path(__file__).resolve().parents[1]
 FLUSH_S = 0.05  # the streaming service's publish interval
 TARGET_P95_MS = 50.0
 NOTIFY = "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # ---- set-up ------------------------------------------------------------------------
-
-
-@contextmanager
-def database(url: str | None) -> Iterator[str]:
-    if url:
-        migrate(url)
-        yield url
-        return
-    base = Path(tempfile.mkdtemp(prefix="mb-bench-pg-"))
-    os_user = os.environ.get("MB_DB_OS_USER", "marketbridge")
-    if os.geteuid() == 0:  # the server runs as the unprivileged user, as in the tests
-        entry = pwd.getpwnam(os_user)
-        os.chown(base, entry.pw_uid, entry.pw_gid)
-    cluster = LocalCluster(data_dir=base / "data", port=free_port(), os_user=os_user,
-                           log_file=base / "postgres.log", fast_unsafe=True)  # fmt: skip
-    cluster.start()
-    try:
-        with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE mb_bench")
-        dsn = cluster.dsn("mb_bench")
-        migrate(dsn)
-        yield dsn
-    finally:
-        cluster.stop(mode="immediate")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def seed_instruments(dsn: str, symbols: list[str]) -> None:
@@ -125,40 +87,18 @@ def seed_instruments(dsn: str, symbols: list[str]) -> None:
         )
 
 
-@contextmanager
 def api_server(
     dsn: str, workers: int, log: Path, write_path: str, profile: Path | None = None
-) -> Iterator[tuple[int, int]]:
+) -> AbstractContextManager[tuple[int, int]]:
     """(port, pid) of ``serve(workers=...)`` in a subprocess, once every worker LISTENs."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    env |= {"DATABASE_URL": dsn, "MB_API_HOST": "127.0.0.1", "MB_API_PORT": str(port),
-            # Load clients do not answer WebSocket pings: no pings during the run.
-            "SANIC_WEBSOCKET_PING_INTERVAL": "3600", "MB_WS_WRITE_PATH": write_path}  # fmt: skip
+    env = {"SANIC_WEBSOCKET_PING_INTERVAL": "3600",  # load clients do not answer pings
+           "MB_WS_WRITE_PATH": write_path}  # fmt: skip
     code = f"from api.server import serve; serve(workers={workers})"
     if profile is not None:
         env["MB_BENCH_PROFILE"] = str(profile)
         code = (f"import sys; sys.path.append({str(ROOT / 'bench')!r}); "
                 f"from ws_fanout import serve_profiled; serve_profiled({workers})")  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", code],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 90
-        while len(_listeners(dsn)) < workers:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the API did not start; see {log}:\n{log.read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield port, proc.pid
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    return api_process(dsn, log, code, lambda _port: len(_listeners(dsn)) >= workers, env=env)
 
 
 def profiled_app() -> Any:
@@ -223,26 +163,6 @@ def _listeners(dsn: str) -> list[str]:
             " AND application_name LIKE 'market-bridge-api-ws:%'"
         ).fetchall()
     return [r[0] for r in rows]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process tree (/proc; Linux)."""
-    total = 0.0
-    for p in [pid, *_children(pid)]:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        kids = [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-    return kids + [g for k in kids for g in _children(k)]
 
 
 def subscriptions(cid: int, symbols: list[str], per_client: int) -> list[str]:
@@ -534,9 +454,8 @@ def counters(port: int, workers: int) -> list[float]:
 
 
 def pct(sorted_us: list[int], q: float) -> float:
-    if not sorted_us:
-        return float("nan")
-    return sorted_us[min(len(sorted_us) - 1, round(q * (len(sorted_us) - 1)))] / 1000.0
+    """The ``q`` quantile of sorted microseconds, in milliseconds."""
+    return percentile(sorted_us, q) / 1000.0
 
 
 @dataclass
@@ -726,7 +645,8 @@ def main() -> None:
 
     symbols = [f"BENCH{i:04d}" for i in range(args.symbols)]
     paths = ["direct", *(b for b in args.baseline.split(",") if b and b != "none")]
-    with database(args.database_url) as dsn:
+    with database(args.database_url) as db:
+        dsn = db.dsn
         seed_instruments(dsn, symbols)
         runs = []
         for path in paths:
