@@ -1,4 +1,5 @@
-"""Shared fixtures: one ephemeral TimescaleDB cluster per test session.
+"""Shared fixtures: one ephemeral TimescaleDB cluster per test session, and one Prefect
+server for the session's tests that need one.
 
 The cluster lives in a temp dir on a free port with fsync off; migrations are applied once
 to a template database, and each test that needs isolation gets its own database cloned
@@ -10,14 +11,20 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import socket
+import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from psycopg import sql
@@ -25,6 +32,7 @@ from psycopg import sql
 from market_bridge.db.cluster import LocalCluster
 from market_bridge.db.migrate import migrate
 
+ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_DB = "mb_template"
 
 
@@ -131,3 +139,119 @@ def template_url(pg_cluster: LocalCluster) -> Iterator[str]:
     """A migrated database shared by the whole session: for read-only tests."""
     with cloned_database(pg_cluster, "s") as dsn:
         yield dsn
+
+
+# ---- Prefect -----------------------------------------------------------------------
+
+
+def wait_for(what: str, probe: Any, timeout: float, proc: subprocess.Popen[bytes] | None = None,
+             log: Path | None = None) -> Any:  # fmt: skip
+    """``probe()``'s first true value, polled every 0.25 s; AssertionError (with the tail of
+    ``log``) after ``timeout`` or once ``proc`` has exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.25)
+    tail = log.read_text()[-3000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}\n{tail}")
+
+
+def stop_group(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
+    """Signal the process group of ``proc`` (started with ``start_new_session=True``) and
+    wait for ``proc``; SIGKILL the group after ``timeout``."""
+    os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@dataclass(frozen=True)
+class PrefectServer:
+    url: str  # the API: http://127.0.0.1:PORT/api
+    home: Path  # its PREFECT_HOME (SQLite database, server.log)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """One `prefect server start` (SQLite under a temp PREFECT_HOME) for the whole session,
+    started by the first test that asks for it: each start costs 5 to 40 s of CPU.
+
+    Shared, so its tests must not assume it is empty: they find their flow runs by the ids
+    they created, a served deployment by its having been registered after their runner
+    started (``registered_since``: deployment names are fixed, and another test's runner
+    may have registered the same one before), artifacts by having been written during the
+    test (``stamped_since``). Tests run one at a time (no xdist): nothing else uses it
+    meanwhile."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": url,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
+           # no scheduled runs of the served deployments while testing
+           "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false"}  # fmt: skip
+    log = home / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "prefect"), "server", "start",
+                                 "--host", "127.0.0.1", "--port", str(port)], env=env,
+                                stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        # ~5 s on an idle machine; much longer when the 2 cores are busy (cold SQLite).
+        wait_for("the Prefect server", healthy, 150, proc, log)
+        yield PrefectServer(url, home)
+    finally:
+        stop_group(proc, signal.SIGTERM, 15)
+
+
+@pytest.fixture
+def prefect_api(prefect_server: PrefectServer) -> Iterator[str]:
+    """The session's Prefect API URL; for the test, this process's Prefect settings point
+    at it too (flows called in-process report their runs and artifacts there). Tests that
+    do not ask for it keep Prefect's defaults."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_HOME,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        temporary_settings,
+    )
+
+    with temporary_settings({PREFECT_API_URL: prefect_server.url,
+                             PREFECT_HOME: str(prefect_server.home),
+                             PREFECT_SERVER_ANALYTICS_ENABLED: False}):  # fmt: skip
+        yield prefect_server.url
+
+
+@pytest.fixture
+def prefect_home(prefect_server: PrefectServer) -> Path:
+    """The session's PREFECT_HOME, for processes started against ``prefect_api``."""
+    return prefect_server.home
+
+
+def registered_since(api: str, flow: str, deployment: str, since: float) -> str | None:
+    """The id of deployment ``flow/deployment`` once it was (re)registered at or after
+    ``since`` (``time.time()`` before its runner was started: one machine, one clock), so
+    by that runner, not by an earlier test's; None before."""
+    reply = httpx.get(f"{api}/deployments/name/{flow}/{deployment}", timeout=30)
+    if reply.status_code != 200:
+        return None
+    body = reply.json()
+    return str(body["id"]) if stamped_since(body["updated"], since) else None
+
+
+def stamped_since(stamp: str, since: float) -> bool:
+    """Whether the Prefect server's ISO timestamp ``stamp`` is at or after ``since``
+    (``time.time()``)."""
+    return datetime.fromisoformat(stamp).timestamp() >= since

@@ -1,5 +1,6 @@
-"""The Prefect flows against one real `prefect server` for this module, the Kite simulator
-and a real TimescaleDB; and a deployment run created the way the UI's Run button does.
+"""The Prefect flows against a real `prefect server` (the session's, shared with other
+modules: see ``prefect_server`` in conftest), the Kite simulator and a real TimescaleDB;
+and a deployment run created the way the UI's Run button does.
 
 Find the UI-path test with ``-k deployment``.
 """
@@ -21,12 +22,6 @@ import httpx
 import psycopg
 import pytest
 from prefect.client.schemas.schedules import CronSchedule
-from prefect.settings import (
-    PREFECT_API_URL,
-    PREFECT_HOME,
-    PREFECT_SERVER_ANALYTICS_ENABLED,
-    temporary_settings,
-)
 
 from flows.backfill import BackfillErrors, backfill_flow
 from flows.completeness import completeness_flow
@@ -36,70 +31,14 @@ from flows.housekeeping import instruments_sync_flow, maintenance_flow
 from market_bridge.kite.models import IST
 from market_bridge.kite.simulator import Simulator, simulator_thread
 from market_bridge.market.calendar import TradingCalendar
-from tests.conftest import free_port
+from tests.conftest import registered_since, stamped_since, stop_group, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-PREFECT = ROOT / ".venv" / "bin" / "prefect"
 THU, FRI, HOLIDAY = date(2026, 11, 19), date(2026, 11, 20), date(2026, 11, 24)
 
 
 def ist(d: date, hh: int = 0, mm: int = 0) -> datetime:
     return datetime.combine(d, clock_time(hh, mm), IST)
-
-
-def wait_for(what: str, probe: Any, timeout: float, proc: subprocess.Popen[bytes] | None = None,
-             log: Path | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            break
-        time.sleep(0.25)
-    tail = log.read_text()[-3000:] if log and log.exists() else ""
-    raise AssertionError(f"timed out waiting for {what}\n{tail}")
-
-
-@pytest.fixture(scope="module")
-def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("prefect-home")
-
-
-@pytest.fixture(scope="module")
-def prefect_api(prefect_home: Path) -> Iterator[str]:
-    """One `prefect server start` (SQLite under a temp PREFECT_HOME) for the module."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(prefect_home), "PREFECT_API_URL": url,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
-           # no scheduled runs of the served deployments while testing
-           "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false"}
-    log = prefect_home / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(PREFECT), "server", "start", "--host", "127.0.0.1",
-                                 "--port", str(port)], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{url}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        # ~5 s on an idle machine; much longer when the 2 cores are busy (cold SQLite).
-        wait_for("the Prefect server", healthy, 150, proc, log)
-        with temporary_settings({PREFECT_API_URL: url, PREFECT_HOME: str(prefect_home),
-                                 PREFECT_SERVER_ANALYTICS_ENABLED: False}):
-            yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +72,15 @@ def bar_count(dsn: str, timeframe: str = "1m") -> int:
     return int(row[0]) if row else 0
 
 
-def artifact(api: str, key: str) -> dict[str, Any]:
+def artifact(api: str, key: str, since: float) -> dict[str, Any]:
+    """The latest artifact ``key``, which must have been written at or after ``since``
+    (``time.time()``): by this test, not an earlier one on the shared server (the latest
+    of a key is its collection: ``created`` is the key's first artifact, ``updated`` the
+    latest's)."""
     found = httpx.post(f"{api}/artifacts/latest/filter",
                        json={"artifacts": {"key": {"any_": [key]}}}).json()
     assert found, f"no artifact {key}"
+    assert stamped_since(found[0]["updated"], since), f"no artifact {key} from this test"
     return dict(found[0])
 
 
@@ -162,13 +106,14 @@ def test_flow_functions_run_without_prefect_artifacts_skipped(flow_env: dict[str
 def test_backfill_flow_writes_bars_and_shows_progress_and_a_table(
     prefect_api: str, flow_env: dict[str, str]
 ) -> None:
+    since = time.time()
     out = instruments_sync_flow()
     assert out["total"] > 100
     result = backfill_flow(symbols=["TCS", "INFY"], from_date=THU, to_date=FRI)
     assert result["bars_written"] == 2 * 2 * 375 and result["status"] == "completed"
     assert bar_count(flow_env["DATABASE_URL"]) == 1500
-    assert artifact(prefect_api, "backfill-progress")["data"] == 100.0
-    table = artifact(prefect_api, "backfill-summary")
+    assert artifact(prefect_api, "backfill-progress", since)["data"] == 100.0
+    table = artifact(prefect_api, "backfill-summary", since)
     assert "TCS" in table["data"] and "bars_written" in table["data"]
     again = backfill_flow(symbols=["TCS", "INFY"], from_date=THU, to_date=FRI)
     assert again["status"] == "nothing_to_do" and again["bars_written"] == 0
@@ -187,6 +132,7 @@ def test_backfill_flow_fails_naming_the_symbols_that_failed(
 
 def test_gap_fill_and_completeness_flows(prefect_api: str, flow_env: dict[str, str]) -> None:
     dsn = flow_env["DATABASE_URL"]
+    since = time.time()
     instruments_sync_flow()
     backfill_flow(symbols=["TCS"], from_date=THU, to_date=FRI)
     with psycopg.connect(dsn) as conn:
@@ -194,12 +140,12 @@ def test_gap_fill_and_completeness_flows(prefect_api: str, flow_env: dict[str, s
                      (ist(FRI, 12, 0), ist(FRI, 12, 10)))
     before = completeness_flow(from_date=FRI, to_date=FRI)  # symbols: those with bars
     assert before["status"] == "completed" and before["below_good"] == 0  # 365/375 = 97.3%
-    table = artifact(prefect_api, "completeness")
+    table = artifact(prefect_api, "completeness", since)
     assert "97.3" in table["data"]
     filled = gap_fill_flow(from_date=THU, to_date=FRI)
     assert filled["missing_before"] == 10 and filled["bars_written"] == 10
     assert filled["gaps_after"] == 0 and bar_count(dsn) == 750
-    assert "remain" in artifact(prefect_api, "gap-fill-remaining")["data"]
+    assert "remain" in artifact(prefect_api, "gap-fill-remaining", since)["data"]
 
 
 def test_flows_exit_early_on_a_holiday_and_a_weekend(
@@ -218,25 +164,23 @@ def test_maintenance_flow_reports_tables(prefect_api: str, flow_env: dict[str, s
 
 @pytest.mark.slow
 def test_deployment_run_created_like_the_ui_run_button_completes(
-    prefect_api: str, prefect_home: Path, flow_env: dict[str, str]
+    prefect_api: str, prefect_home: Path, flow_env: dict[str, str], tmp_path: Path
 ) -> None:
     """Serve the deployments in a subprocess, POST create_flow_run with custom parameters
     (what the UI does), and wait for the run to complete and its bars to land."""
     env = {**os.environ, **flow_env, "PREFECT_API_URL": prefect_api,
            "PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
-    log = prefect_home / "serve.log"
+    log = tmp_path / "serve.log"
+    since = time.time()
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "flows.deployments"], cwd=ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         instruments_sync_flow()
-
-        def deployment_id() -> str | None:
-            reply = httpx.get(f"{prefect_api}/deployments/name/backfill/backfill")
-            return str(reply.json()["id"]) if reply.status_code == 200 else None
-
-        dep = wait_for("the served backfill deployment", deployment_id, 30, proc, log)
+        dep = wait_for("the served backfill deployment",
+                       lambda: registered_since(prefect_api, "backfill", "backfill", since),
+                       30, proc, log)  # fmt: skip
         params = {"symbols": ["TCS", "INFY"], "from_date": THU.isoformat(),
                   "to_date": FRI.isoformat(), "timeframe": "5m", "concurrent": 2}
         for _ in range(20):  # a busy Prefect server (SQLite) answers 503 now and then
@@ -256,9 +200,4 @@ def test_deployment_run_created_like_the_ui_run_button_completes(
         assert state["type"] == "COMPLETED", f"{state}\n{log.read_text()[-3000:]}"
         assert bar_count(flow_env["DATABASE_URL"], "5m") == 2 * 2 * 75
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, signal.SIGINT, 15)

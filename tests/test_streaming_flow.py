@@ -1,6 +1,7 @@
 """The streaming service as a long-running Prefect deployment, and its graceful stops.
 
-`market-bridge flows serve` against a real `prefect server`; a flow run of the `streaming`
+`market-bridge flows serve` against a real `prefect server` (the session's, shared with
+other modules: see ``prefect_server`` in conftest); a flow run of the `streaming`
 deployment created through the API (what the UI's Run button does) collects from the
 simulator (replaying a trading day at 30x, so 1m bars close every 2 s) into the test
 database; cancelling the run through the API (the UI's Cancel button) must flush every
@@ -30,7 +31,7 @@ from market_bridge.kite.simulator import Simulator, simulator_thread
 from market_bridge.market.calendar import TradingCalendar
 from streaming.flow import SUMMARY_ARTIFACT, build_deployment, streaming_flow
 
-from .test_flows_prefect import prefect_api, prefect_home, wait_for  # noqa: F401 (fixtures)
+from .conftest import registered_since, stop_group, wait_for
 from .test_streaming_support import (
     load_sim_instruments,
     running_service,
@@ -157,8 +158,8 @@ def api(method: str, url: str, **kwargs: Any) -> httpx.Response:
 
 @pytest.mark.slow
 def test_deployment_run_collects_and_cancelling_it_flushes_everything(
-    prefect_api: str,  # noqa: F811
-    prefect_home: Path,  # noqa: F811
+    prefect_api: str,
+    prefect_home: Path,
     db_url: str,
     sim: Simulator,
     home: Path,
@@ -167,17 +168,15 @@ def test_deployment_run_collects_and_cancelling_it_flushes_everything(
                     PREFECT_HOME=str(prefect_home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                     PREFECT_RUNNER_POLL_FREQUENCY="1")  # fmt: skip
     log = home / "serve.log"
+    since = time.time()
     with log.open("wb") as out:  # = market-bridge flows serve
         proc = subprocess.Popen([sys.executable, "-m", "market_bridge.cli.main", "flows", "serve"],
                                 cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # fmt: skip
     try:
-
-        def deployment_id() -> str | None:
-            reply = api("GET", f"{prefect_api}/deployments/name/streaming/streaming")
-            return str(reply.json()["id"]) if reply.status_code == 200 else None
-
-        dep = wait_for("the served streaming deployment", deployment_id, 60, proc, log)
+        dep = wait_for("the served streaming deployment",
+                       lambda: registered_since(prefect_api, "streaming", "streaming", since),
+                       60, proc, log)  # fmt: skip
         params = {"config_path": str(home / "collectors.yaml"), "instance": "flowtest",
                   "replay_feed": True}  # fmt: skip
         reply = api("POST", f"{prefect_api}/deployments/{dep}/create_flow_run",
@@ -229,12 +228,7 @@ def test_deployment_run_collects_and_cancelling_it_flushes_everything(
                                         "flow_run_id": {"any_": [run_id]}}}).json()  # fmt: skip
         assert found and "shutdown" in found[0]["data"] and str(ticks) in found[0]["data"]
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, signal.SIGINT, 30)
     assert_taken_over(db_url, sim, home / "spool-b")
 
 
