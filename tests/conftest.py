@@ -141,6 +141,36 @@ def template_url(pg_cluster: LocalCluster) -> Iterator[str]:
         yield dsn
 
 
+@contextmanager
+def private_cluster(prefix: str, *, durable: bool) -> Iterator[LocalCluster]:
+    """A cluster of the test's own with a migrated database ``mb``: for tests that stop
+    and start the server. ``durable``: production settings (fsync, synchronous_commit on),
+    for tests that crash the server and need committed data to survive; otherwise the
+    test cluster's fsync-off settings (then stop it cleanly, "fast")."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    if os.geteuid() == 0:
+        e = pwd.getpwnam(os.environ.get("MB_DB_OS_USER", "marketbridge"))
+        os.chown(base, e.pw_uid, e.pw_gid)
+    cluster = LocalCluster(base / "data", free_port(), log_file=base / "pg.log",
+                           fast_unsafe=not durable)  # fmt: skip
+    try:
+        cluster.start()
+        with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE mb")
+        migrate(cluster.dsn("mb"))
+        yield cluster
+    finally:
+        cluster.stop(mode="immediate")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[LocalCluster]:
+    """A durable cluster of the test's own (``private_cluster``), to stop and start."""
+    with private_cluster("mb-test-own-", durable=True) as cluster:
+        yield cluster
+
+
 # ---- Prefect -----------------------------------------------------------------------
 
 

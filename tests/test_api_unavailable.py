@@ -15,7 +15,6 @@ from market_bridge.db.cluster import LocalCluster
 
 from .conftest import free_port
 from .test_api_support import running_api
-from .test_storage_writer import own_cluster  # noqa: F401 (a fixture: a cluster to restart)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +83,7 @@ def test_static_watchlists_still_work_and_movers_say_why(client: httpx.Client) -
 
 @pytest.mark.parametrize("idle_check_after", [3600.0, 0.0])
 def test_a_database_restart_fails_no_later_request(
-    own_cluster: LocalCluster,  # noqa: F811 (the fixture imported above)
+    own_cluster: LocalCluster,
     monkeypatch: pytest.MonkeyPatch,
     idle_check_after: float,
 ) -> None:

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import pwd
-import shutil
-import tempfile
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
 from market_bridge.db.cluster import LocalCluster
-from market_bridge.db.migrate import migrate
 from market_bridge.kite.models import IST
 from market_bridge.storage.writer import StorageWriter
-
-from .conftest import free_port
 
 T0 = datetime(2026, 11, 25, 9, 15, tzinfo=IST)
 
@@ -42,27 +33,6 @@ def bar_row(close: float, provenance: str, revision: int = 0) -> tuple[Any, ...]
 def depth_row(i: int) -> tuple[Any, ...]:
     return ("NSE", "INFY", 408065, T0 + timedelta(milliseconds=i), [1.0] * 5, [1] * 5, [1] * 5,
             [2.0] * 5, [1] * 5, [1] * 5, 10, 20)  # fmt: skip
-
-
-@pytest.fixture
-def own_cluster() -> Iterator[LocalCluster]:
-    """A cluster of our own, because this test stops and starts it."""
-    base = Path(tempfile.mkdtemp(prefix="mb-test-outage-"))
-    if os.geteuid() == 0:
-        e = pwd.getpwnam(os.environ.get("MB_DB_OS_USER", "marketbridge"))
-        os.chown(base, e.pw_uid, e.pw_gid)
-    # Durable settings (fsync, synchronous_commit on): this test crashes the server and
-    # committed data must survive that, as it does in production.
-    cluster = LocalCluster(base / "data", free_port(), log_file=base / "pg.log")
-    cluster.start()
-    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
-        conn.execute("CREATE DATABASE mb")
-    migrate(cluster.dsn("mb"))
-    try:
-        yield cluster
-    finally:
-        cluster.stop(mode="immediate")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def count_ticks(dsn: str) -> tuple[int, int]:

@@ -5,23 +5,17 @@ stops neither collection nor ownership and loses no tick."""
 from __future__ import annotations
 
 import asyncio
-import os
-import pwd
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from market_bridge.db.cluster import LocalCluster
-from market_bridge.db.migrate import migrate
 from market_bridge.kite.simulator import running_simulator
 
-from .conftest import free_port
+from .conftest import private_cluster
 from .test_streaming_support import (
     change_collector,
     create_collector,
@@ -122,22 +116,10 @@ def test_drop_stall_garbage_and_token_expiry(db_url: str, tmp_path: Path) -> Non
 
 @pytest.fixture
 def own_cluster() -> Iterator[LocalCluster]:
-    """A cluster of our own, because this test stops and starts it (cleanly: "fast", so the
-    throwaway settings lose nothing that was committed)."""
-    base = Path(tempfile.mkdtemp(prefix="mb-test-stream-outage-"))
-    if os.geteuid() == 0:
-        e = pwd.getpwnam(os.environ.get("MB_DB_OS_USER", "marketbridge"))
-        os.chown(base, e.pw_uid, e.pw_gid)
-    cluster = LocalCluster(base / "data", free_port(), log_file=base / "pg.log", fast_unsafe=True)
-    cluster.start()
-    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
-        conn.execute("CREATE DATABASE mb")
-    migrate(cluster.dsn("mb"))
-    try:
+    """Stopped and started cleanly ("fast"), so the fsync-off settings lose nothing that
+    was committed."""
+    with private_cluster("mb-test-stream-outage-", durable=False) as cluster:
         yield cluster
-    finally:
-        cluster.stop(mode="immediate")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_database_outage_collection_goes_on_and_no_tick_is_lost(
