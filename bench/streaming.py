@@ -40,12 +40,10 @@ import asyncio
 import cProfile
 import os
 import pstats
-import pwd
-import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -53,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import support
 from psycopg import sql
 
 from market_bridge.aggregation import BarAggregator
@@ -61,8 +60,6 @@ from market_bridge.collect.messages import display_symbol
 from market_bridge.collect.rows import bar_row
 from market_bridge.collect.runtime import tune_gc
 from market_bridge.collect.spec import Resolution, Subscription
-from market_bridge.db.cluster import LocalCluster
-from market_bridge.db.migrate import migrate
 from market_bridge.instruments import (
     Instrument,
     InstrumentIndex,
@@ -100,36 +97,12 @@ _UPSERT_BAR = sql.SQL(
 
 # -- set-up --------------------------------------------------------------------------------
 @contextmanager
-def database() -> Any:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        migrate(url)
-        yield url
-        return
-    base = Path(tempfile.mkdtemp(prefix="mb-bench-pg-"))
-    os_user = os.environ.get("MB_DB_OS_USER", "marketbridge")
-    if os.geteuid() == 0:
-        entry = pwd.getpwnam(os_user)
-        os.chown(base, entry.pw_uid, entry.pw_gid)
-    port = _free_port()
-    cluster = LocalCluster(base / "data", port, os_user=os_user, log_file=base / "pg.log")
-    cluster.start()  # durable settings, as in production
-    try:
-        with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE bench")
-        migrate(cluster.dsn("bench"))
-        yield cluster.dsn("bench")
-    finally:
-        cluster.stop(mode="immediate")
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def database() -> Iterator[str]:
+    """``DATABASE_URL`` when set, else a private cluster with production (durable)
+    settings: this bench measures writes."""
+    with support.database(os.environ.get("DATABASE_URL"), durable=True, name="bench",
+                          prefix="mb-bench-streaming-") as db:  # fmt: skip
+        yield db.dsn
 
 
 @dataclass
@@ -165,10 +138,8 @@ def truncate(dsn: str) -> None:
 
 
 def pct(values: Sequence[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+    """Percentile ``q`` (0-100) of unsorted ``values``."""
+    return support.percentile(sorted(values), q / 100)
 
 
 # -- the pipeline ---------------------------------------------------------------------------
