@@ -132,6 +132,7 @@ class Collector:
         self._vb_base = np.zeros(0, np.int64)
         self._vb_last = np.zeros(0, np.float64)
         self._depth_due = np.zeros(0, np.float64)
+        self._frame_pos = np.zeros(0, np.intp)  # scratch: a state slot's row in the frame
         self._started: float | None = None
         self._last_dt: datetime | None = None
         self._last_t = 0.0
@@ -290,6 +291,7 @@ class Collector:
             self._vb_base = np.concatenate([self._vb_base, np.zeros(grow, np.int64)])
             self._vb_last = np.concatenate([self._vb_last, np.full(grow, _NEG_INF)])
             self._depth_due = np.concatenate([self._depth_due, np.full(grow, _NEG_INF)])
+            self._frame_pos = np.zeros(len(slot_of), np.intp)
         self._state_slots = np.array([slot_of[t] for t in self._table.tokens.tolist()], np.intp)
         self._known.update(subs)
         self.metrics.subscribed_tokens = len(self._subs)
@@ -565,7 +567,7 @@ class Collector:
         interval = self.options.depth_interval
         vb_day, vb_base, vb_last = self._vb_day, self._vb_base, self._vb_last
         due = self._depth_due
-        if self._started is None or len(np.unique(state)) != n:
+        if self._started is None or self._repeats(state):
             deltas: list[int | None] = []
             rows: list[int] = []
             books = bookable.tolist()
@@ -598,6 +600,15 @@ class Collector:
         go = tb >= due[sb]
         due[sb[go]] = tb[go] + interval
         return deltas, np.flatnonzero(bookable)[go]
+
+    def _repeats(self, state: npt.NDArray[np.intp]) -> bool:
+        """Whether a state slot occurs more than once in ``state``: each slot is given its
+        row, and a slot that occurs again has the later row (~6 us a frame; np.unique
+        sorts, ~40 us)."""
+        rows = np.arange(len(state))
+        pos = self._frame_pos
+        pos[state] = rows
+        return bool((pos[state] != rows).any())
 
     def handle_ticks(self, ticks: Iterable[Tick]) -> None:
         """Store, aggregate and publish a batch of ticks (one frame, usually).
