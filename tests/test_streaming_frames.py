@@ -1,7 +1,8 @@
 """The collector's columnar path (``handle_frame``) against its per-tick path
 (``handle_ticks(decode_frame(...))``): the same frames, with the irregular cases the
-columnar path must get right or hand over (reordered and repeated packets, stale and
-unsubscribed ticks, other-mode packets, mixed packet kinds, a day change, a feed-time jump),
+columnar path must get right (reordered and repeated packets, stale and unsubscribed
+ticks, other-mode packets, mixed packet kinds, a day change, feed-time leaps, two of them
+inside one frame),
 must give byte-identical COPY tuples, the same bar rows, the same live messages and the
 same counters."""
 
@@ -96,6 +97,13 @@ def feed(seconds: int, start: datetime) -> tuple[list[bytes], list[Any], list[in
     return out, instruments, tokens
 
 
+def join_frames(*frames: bytes) -> bytes:
+    """One frame with the packets of ``frames`` in order (count, then length-prefixed
+    packets: the bodies concatenate)."""
+    count = sum(int.from_bytes(f[:2], "big") for f in frames)
+    return count.to_bytes(2, "big") + b"".join(f[2:] for f in frames)
+
+
 def run(frames: list[bytes], instruments: list[Any], columnar: bool,
         arrival: list[datetime]) -> tuple[Sink, Collector]:  # fmt: skip
     sink = Sink(encoded=columnar)
@@ -146,9 +154,31 @@ def test_columnar_path_equals_the_per_tick_path() -> None:
     assert cf.metrics == cs.metrics
     assert cf.metrics.ticks_stale and cf.metrics.ticks_unsubscribed and cf.metrics.ticks_other_mode
     assert cf.metrics_dict() == cs.metrics_dict()
-    # the columnar path took every frame, mixed ones included (most frames here have
-    # 32-byte index and 184-byte stock packets), except the two jumps (first frame, the
-    # replay 2 h later)
-    assert fast.per_tick_frames == 2
+    assert cf._agg.stats == cs._agg.stats and cf._agg.stats.ticks_processed > 5_000
+    # the columnar path took every frame: mixed ones (most frames here have 32-byte index
+    # and 184-byte stock packets) and the leaps (first frame, the replay 2 h later)
+    assert fast.per_tick_frames == 0
     assert any(t.instrument_token == instruments[0].instrument_token
                for kind, _, t in fast.live if kind == "tick")  # fmt: skip
+
+
+def test_feed_time_leaping_twice_inside_one_frame() -> None:
+    # a minute of frames, then one frame with the packets of three seconds 200 s apart:
+    # the aggregator must advance before the second and before the third second's
+    # packets (else the third, 400 s ahead, is dropped as from the future)
+    start = datetime.combine(DAY, datetime.min.time(), IST) + timedelta(hours=10)
+    frames, instruments, _ = feed(60, start)
+    arrival = [start + timedelta(seconds=k + 1) for k in range(len(frames))]
+    leap = start + timedelta(seconds=65)
+    frames.append(join_frames(*(feed(1, leap + timedelta(seconds=200 * j))[0][0]
+                                for j in range(3))))  # fmt: skip
+    arrival.append(leap + timedelta(seconds=401))
+
+    fast, cf = run(frames, instruments, True, arrival)
+    slow, cs = run(frames, instruments, False, arrival)
+    assert cf._agg.stats == cs._agg.stats
+    assert cf._agg.stats.ignored_future == 0
+    assert cf._agg_now == cs._agg_now == (leap + timedelta(seconds=400)).timestamp()
+    assert b"".join(fast.data["ticks"]) == b"".join(slow.data["ticks"])
+    assert fast.bars == slow.bars and fast.live == slow.live
+    assert fast.per_tick_frames == 0

@@ -397,9 +397,10 @@ class Collector:
         (unsubscribed, other mode, stale) and encoded for COPY in bulk; only volume
         deltas, depth conflation and the aggregator (on values, not ``Tick`` objects) run
         per tick. Frames with several packet kinds (a full-mode collector's stocks and
-        indices) are put back into frame order first. A feed-time jump and a writer
-        without ``put_encoded`` take the per-tick path ``handle_ticks``. Both give the
-        same rows, bars and live messages. Raises ``FrameError`` for a malformed frame
+        indices) are put back into frame order first; a feed-time leap splits the frame
+        where it happens (the aggregator advances there). A writer without
+        ``put_encoded`` takes the per-tick path ``handle_ticks``. Both give the same rows,
+        bars and live messages. Raises ``FrameError`` for a malformed frame
         (nothing of it is used)."""
         if len(data) < 2:
             return 0
@@ -414,17 +415,15 @@ class Collector:
         layout = None
         if n > 1 and bool((lengths != lengths[0]).any()):
             layout = frames.column_offsets(data, cols)
-        if not self._columns(data, cols, layout, received_at, put_encoded):
-            self.handle_ticks(decode_frame(data, received_at))
+        self._columns(data, cols, layout, received_at, put_encoded)
         return n
 
     def _columns(self, data: bytes, cols: TickColumns,
                  layout: tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]] | None,
                  received_at: datetime,
-                 put_encoded: Callable[[Any, bytes, int], None]) -> bool:  # fmt: skip
+                 put_encoded: Callable[[Any, bytes, int], None]) -> None:  # fmt: skip
         """``handle_frame`` on columns (``layout``: packet offsets and frame positions of
-        the rows of a frame with several packet kinds, else None); False (nothing done)
-        when it must go the per-tick way."""
+        the rows of a frame with several packet kinds, else None)."""
         m = self.metrics
         lengths = cols.packet_length
         length = int(lengths[0])
@@ -435,7 +434,7 @@ class Collector:
                 unsub = int((~subscribed).sum())
                 m.ticks_unsubscribed += unsub
                 m.ticks_other_mode += len(cols) - unsub
-                return True
+                return
             keep = subscribed
             n_other = 0
         else:
@@ -453,23 +452,63 @@ class Collector:
                 keep = keep & ~stale
         else:
             n_stale = 0
-        if bool((keep & has_ets & (t > self._agg_now + _JUMP)).any()):
-            return False  # feed time leaps: the per-tick path advances the aggregator first
         m.ticks_unsubscribed += len(cols) - int(subscribed.sum())
         m.ticks_other_mode += n_other
         m.ticks_stale += n_stale
         rows = np.flatnonzero(keep)
         if not len(rows):
-            return True
+            return
         if layout is not None:
             rows = rows[np.argsort(layout[1][rows], kind="stable")]  # frame order
+        # Feed time leaping ahead (the session's first tick, a replay) advances the
+        # aggregator before the tick that leaps, as the per-tick path does: the frame goes
+        # in segments that each start at such a tick.
+        t_rows = t[rows]
+        ets_rows = has_ets[rows]
+        bars: list[BarUpdate] = []
+        start, n = 0, len(rows)
+        while start < n:
+            if ets_rows[start] and t_rows[start] > self._agg_now + _JUMP:
+                self._jump_to(float(t_rows[start]), recv)
+            jump_at = self._agg_now + _JUMP
+            later = np.flatnonzero(ets_rows[start + 1 :] & (t_rows[start + 1 :] > jump_at))
+            end = start + 1 + int(later[0]) if len(later) else n
+            bars.extend(self._rows(data, cols, rows[start:end], layout, slots, t, has_ets,
+                                   received_at, put_encoded))  # fmt: skip
+            start = end
+        if bars:
+            self._on_bars(bars)
+        # the newest tick (last of the latest-timestamped ones) drives the feed clock
+        k = n - 1 - int(np.argmax(t_rows[::-1]))
+        newest_t = float(t_rows[k])
+        exchange_time = bool(ets_rows[k])
+        if exchange_time:
+            self._clock.observe(newest_t, recv)
+        ts = datetime.fromtimestamp(newest_t, IST) if exchange_time else received_at
+        if m.last_tick_at is None or ts > m.last_tick_at:
+            m.last_tick_at = ts
+
+    def _rows(self, data: bytes, cols: TickColumns, rows: npt.NDArray[np.intp],
+              layout: tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]] | None,
+              slots_all: npt.NDArray[np.intp], t_all: npt.NDArray[np.float64],
+              has_ets: npt.NDArray[np.bool_],
+              received_at: datetime,
+              put_encoded: Callable[[Any, bytes, int], None]) -> list[BarUpdate]:  # fmt: skip
+        """The kept ``rows`` of a frame (frame order, no feed-time leap after the first):
+        volume deltas, depth conflation, newest packets, COPY rows, aggregation; returns
+        the aggregator's bar updates."""
+        m = self.metrics
+        lengths = cols.packet_length
+        length = int(lengths[0])
+        ets = cols.exchange_timestamp
+        if layout is not None:
             row_lengths = lengths[rows]
             uniform = bool((row_lengths == row_lengths[0]).all())
             length = int(row_lengths[0])
         else:
             uniform = True
-        slots = slots[rows]
-        t = t[rows]
+        slots = slots_all[rows]
+        t = t_all[rows]
         tokens = cols.instrument_token[rows].tolist()
         times = t.tolist()
         n = len(rows)
@@ -530,19 +569,7 @@ class Collector:
                 len(sel),
             )
             m.depth_snapshots += len(sel)
-        bars = self._agg.on_batch(tokens, times, cols.last_price[rows].tolist(), cums, ois)
-        if bars:
-            self._on_bars(bars)
-        # the newest tick (last of the latest-timestamped ones) drives the feed clock
-        k = n - 1 - int(np.argmax(t[::-1]))
-        newest_t = times[k]
-        exchange_time = bool(has_ets[rows[k]])
-        if exchange_time:
-            self._clock.observe(newest_t, recv)
-        ts = datetime.fromtimestamp(newest_t, IST) if exchange_time else received_at
-        if m.last_tick_at is None or ts > m.last_tick_at:
-            m.last_tick_at = ts
-        return True
+        return self._agg.on_batch(tokens, times, cols.last_price[rows].tolist(), cums, ois)
 
     def _frame_state(
         self,
@@ -708,9 +735,11 @@ class Collector:
                 m.last_tick_at = ts
 
     def _jump(self, tick: Tick, t: float) -> None:
+        self._jump_to(t, tick.received_at.timestamp() if tick.received_at else t)
+
+    def _jump_to(self, t: float, received: float) -> None:
         """Feed time leapt ahead (first tick, a new session after a stale snapshot, a
         replay): advance the aggregator first, or it would drop the tick as from the future."""
-        received = tick.received_at.timestamp() if tick.received_at else t
         if not self._clock.plausible(t, received):
             return  # the aggregator will ignore it as from the future
         self._clock.observe(t, received)
