@@ -1,8 +1,8 @@
 """The application factory.
 
 ``create_app`` builds a Sanic app with its pool (opened in a start-up listener), the
-trading calendar, error handlers, middleware (timing, CORS, auth) and one Blueprint per
-resource. Every worker process calls it (see ``api.server``).
+bar cache and its LISTEN connection, the trading calendar, error handlers, middleware
+(timing, CORS, auth) and one Blueprint per resource. Every worker process calls it (see ``api.server``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import asyncio
 from sanic import Sanic
 
 from api.auth import install_auth
+from api.bar_cache import install_bar_cache
 from api.cors import install_cors
 from api.dashboard import routes as dashboard
 from api.db import register_pool_listeners
@@ -49,6 +50,7 @@ def create_app(
 
     register_error_handlers(app)
     register_pool_listeners(app)
+    install_bar_cache(app)  # app.ctx.bar_cache: rendered bar answers, LISTEN mb_bars_changed
 
     @app.before_server_start
     async def load_calendar(app: Sanic) -> None:

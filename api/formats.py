@@ -14,10 +14,11 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from sanic import Request
-from sanic.response import HTTPResponse, raw
+from sanic.response import HTTPResponse
 
 from api.errors import ApiError
 from api.params import arg
+from api.responses import Rendered
 from market_bridge.queries.bars import BarRow
 
 MEDIA_TYPES: dict[str, str] = {
@@ -112,14 +113,18 @@ def encode(table: pa.Table, fmt: str) -> bytes:
     return sink.getvalue()
 
 
-def table_response(table: pa.Table, fmt: str, filename_stem: str) -> HTTPResponse:
+def table_rendered(table: pa.Table, fmt: str, filename_stem: str) -> Rendered:
     body = encode(table, fmt)
     safe_stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in filename_stem)
-    return raw(
+    return Rendered(
         body,
-        content_type=MEDIA_TYPES[fmt] + ("; charset=utf-8" if fmt == "csv" else ""),
-        headers={
-            "Content-Disposition": f'attachment; filename="{safe_stem}.{_EXTENSIONS[fmt]}"',
-            "Vary": "Accept",
-        },
+        MEDIA_TYPES[fmt] + ("; charset=utf-8" if fmt == "csv" else ""),
+        (
+            ("Content-Disposition", f'attachment; filename="{safe_stem}.{_EXTENSIONS[fmt]}"'),
+            ("Vary", "Accept"),
+        ),
     )
+
+
+def table_response(table: pa.Table, fmt: str, filename_stem: str) -> HTTPResponse:
+    return table_rendered(table, fmt, filename_stem).response()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -30,3 +31,20 @@ def json_response(
     data: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> HTTPResponse:
     return raw(dumps(data), status=status, headers=dict(headers or {}), content_type=JSON)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A 200 answer as bytes: built once, sent as often as wanted (``api.bar_cache`` keeps
+    them). ``response()`` gives what ``json_response``/``formats.table_response`` give."""
+
+    body: bytes
+    content_type: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def response(self) -> HTTPResponse:
+        return raw(self.body, content_type=self.content_type, headers=dict(self.headers))
+
+
+def json_rendered(data: Any) -> Rendered:
+    return Rendered(dumps(data), JSON)

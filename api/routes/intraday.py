@@ -13,6 +13,9 @@ Semantics (also in docs/api.md and the OpenAPI document):
   volume, reset at each IST midnight.
 - ``gaps``/``completeness`` count only NSE trading minutes (``expected_bar_starts``) and
   only bars that have closed by now.
+
+``bars``, ``today`` and ``latest`` answers with at least one bar go through the worker's
+bar cache (``api.bar_cache``): exact, a committed write shows in the next request.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from typing import Any
 
 from sanic import Blueprint, HTTPResponse, Request
 
+from api.bar_cache import BarCache
 from api.db import connection
 from api.errors import ApiError, bad_request
-from api.formats import bars_table, negotiate, table_response
+from api.formats import bars_table, negotiate, table_rendered
 from api.params import (
     TimeRange,
     day_range,
@@ -38,7 +42,7 @@ from api.params import (
     timeframe_arg,
     trading_day,
 )
-from api.responses import json_response
+from api.responses import Rendered, json_rendered, json_response
 from api.symbols import ensure_known, parse_or_400
 from market_bridge.market.calendar import TradingCalendar, expected_bar_starts
 from market_bridge.market.symbols import Symbol
@@ -102,25 +106,30 @@ def tick_view(tick: TickRow) -> dict[str, Any]:
     }
 
 
-def _bars_response(
+def _bars_rendered(
     symbol: Symbol,
     timeframe: Timeframe,
     bars: list[BarRow],
     fmt: str,
     extra: dict[str, Any],
-) -> HTTPResponse:
+) -> Rendered:
     if fmt != "json":
         metadata = {"symbol": symbol.tradingsymbol, "exchange": symbol.exchange,
                     "timeframe": timeframe.name}
         stem = f"{symbol.exchange}_{symbol.tradingsymbol}_{timeframe.name}"
-        return table_response(bars_table(bars, metadata), fmt, stem)
+        return table_rendered(bars_table(bars, metadata), fmt, stem)
     body = _head(symbol, timeframe) | extra | {
         "count": len(bars),
         # orjson serialises a BarRow as the bar object itself (its fields are the answer's
         # keys, in order): no dict per bar.
         "bars": bars,
     }
-    return json_response(body)
+    return json_rendered(body)
+
+
+def _bar_cache(request: Request) -> BarCache:
+    cache: BarCache = request.app.ctx.bar_cache
+    return cache
 
 
 def _session_range(request: Request, rng: TimeRange) -> tuple[TimeRange, date | None]:
@@ -211,6 +220,11 @@ def _quality_head(
 # ---- endpoints ---------------------------------------------------------------------
 
 
+# bars, latest and today: an answer with at least one bar depends only on the stored bars
+# of its symbol and on the parameters in its cache key (api.bar_cache; docs/api.md, "Bar
+# cache"). Validation runs first: a 400 is never a cache question.
+
+
 @bp.get("/bars/<symbol>", unquote=True)
 async def bars(request: Request, symbol: str) -> HTTPResponse:
     timeframe = timeframe_arg(request)
@@ -218,19 +232,37 @@ async def bars(request: Request, symbol: str) -> HTTPResponse:
     limit = limit_arg(request)
     fmt = negotiate(request)
     sym = parse_or_400(symbol)
+    cache = _bar_cache(request)
+    key = ("bars", sym.exchange, sym.tradingsymbol, timeframe.name, rng.start, rng.end, limit,
+           fmt)  # fmt: skip
+    cached = await cache.get(key)
+    if cached is not None:
+        return cached.response()
+    ticket = cache.ticket(sym.exchange, sym.tradingsymbol)
     async with connection(request) as conn:
         await ensure_known(conn, sym)
+        # Without a range the recent window is read first (from now), but the answer is
+        # the latest ``limit`` bars of everything: it does not depend on the clock.
         rows = await bar_queries.bars_in_range(
             conn, sym.exchange, sym.tradingsymbol, timeframe.name, rng.start, rng.end, limit,
             now=_now(request),
         )
-    return _bars_response(sym, timeframe, rows, fmt, rng.echo() | {"limit": limit})
+    rendered = _bars_rendered(sym, timeframe, rows, fmt, rng.echo() | {"limit": limit})
+    if rows:  # an empty answer also depends on md.instruments (the 404): not cached
+        cache.put(key, ticket, rendered)
+    return rendered.response()
 
 
 @bp.get("/latest/<symbol>", unquote=True)
 async def latest(request: Request, symbol: str) -> HTTPResponse:
     timeframe = timeframe_arg(request)
     sym = parse_or_400(symbol)
+    cache = _bar_cache(request)
+    key = ("latest", sym.exchange, sym.tradingsymbol, timeframe.name)
+    cached = await cache.get(key)
+    if cached is not None:
+        return cached.response()
+    ticket = cache.ticket(sym.exchange, sym.tradingsymbol)
     async with connection(request) as conn:
         await ensure_known(conn, sym)
         row = await bar_queries.latest_bar(
@@ -238,7 +270,9 @@ async def latest(request: Request, symbol: str) -> HTTPResponse:
         )
     if row is None:
         raise ApiError(404, "no data", f"no {timeframe.name} bars stored for {sym}")
-    return json_response(_head(sym, timeframe) | {"bar": row})
+    rendered = json_rendered(_head(sym, timeframe) | {"bar": row})
+    cache.put(key, ticket, rendered)
+    return rendered.response()
 
 
 @bp.get("/today/<symbol>", unquote=True)
@@ -247,14 +281,23 @@ async def today(request: Request, symbol: str) -> HTTPResponse:
     limit = limit_arg(request)
     fmt = negotiate(request)
     sym = parse_or_400(symbol)
-    day = trading_day(_calendar(request), _now(request))
+    day = trading_day(_calendar(request), _now(request))  # the clock picks the day: in the key
     rng = day_range(day)
+    cache = _bar_cache(request)
+    key = ("today", sym.exchange, sym.tradingsymbol, timeframe.name, day, limit, fmt)
+    cached = await cache.get(key)
+    if cached is not None:
+        return cached.response()
+    ticket = cache.ticket(sym.exchange, sym.tradingsymbol)
     async with connection(request) as conn:
         await ensure_known(conn, sym)
         rows = await bar_queries.bars_in_range(
             conn, sym.exchange, sym.tradingsymbol, timeframe.name, rng.start, rng.end, limit
         )
-    return _bars_response(sym, timeframe, rows, fmt, {"date": day} | rng.echo())
+    rendered = _bars_rendered(sym, timeframe, rows, fmt, {"date": day} | rng.echo())
+    if rows:
+        cache.put(key, ticket, rendered)
+    return rendered.response()
 
 
 @bp.get("/stats/<symbol>", unquote=True)
