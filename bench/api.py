@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/api.py [--symbols 50] [--days 365] [--duration 10]
                                   [--concurrency 1,4,16] [--workers 1,2] [--client raw|httpx]
+                                  [--bar-cache on|off|on,off]
                                   [--load-connections 2] [--chunk-interval INTERVAL]
                                   [--database-url URL [--reuse-data]]
     .venv/bin/python bench/api.py --symbols 5 --days 30 --duration 3 --workers 1   # quick
@@ -30,15 +31,30 @@ strategy or two), 16 a loaded server, where queueing adds to it) for ``--duratio
 seconds per endpoint, after a warm-up (see below):
 
     bars          GET /intraday/bars/SYM?limit=1000       the latest 1000 bars, JSON
+    bars-ranges   GET /intraday/bars/SYM?limit=1000&to=T  T: a minute earlier for every
+                  request (15:29 of D, then back), so no two requests of a run ask the same
     latest        GET /intraday/latest/SYM
     completeness  GET /intraday/completeness/SYM?from=D&to=D   (D: the last loaded day)
 
+The bar cache (api.bar_cache, docs/api.md): ``--bar-cache on`` (the default) runs the API
+as installed, with the cache; ``off`` with MB_API_BAR_CACHE_MB=0; ``on,off`` both, one
+after the other. With the cache, ``bars`` and ``latest`` repeat the same 50 requests, so
+after the warm-up every one of them is a HIT: those rows measure serving a cached answer
+(a round trip on the worker's LISTEN connection, then the stored bytes), not the query.
+``bars-ranges`` asks something new each time: every request is a MISS, which measures
+the query and rendering plus what the cache adds to a miss (the generation check and
+keeping the answer; older answers are evicted at MB_API_BAR_CACHE_MB). ``completeness``
+is not cached (it depends on the clock). The "hits" column gives the share of each run's
+requests (warm-up included) answered from the cache, read from the worker's /metrics
+(1 worker only). Nothing writes bars during the runs, so nothing is invalidated.
+
 Baseline, in the same run and also from a second process: the database work of each
 endpoint (the same ``market_bridge.queries`` functions, so the same SQL and row decoding:
-the symbol check, then the bars / latest bar / bar labels of day D) on the pool one API
-worker has (``api.db.make_pool`` with the default ``ApiOptions``: 1..10 connections), same
-concurrency, duration and warm-up. API / baseline = what HTTP, Sanic, validation, the
-calendar and JSON encoding add to the database work.
+the symbol check, then the bars (up to T for bars-ranges) / latest bar / bar labels of
+day D; never cached) on the pool one API worker has (``api.db.make_pool`` with the
+default ``ApiOptions``: 1..10 connections), same concurrency, duration and warm-up. API /
+baseline = what HTTP, Sanic, validation, the calendar and JSON encoding add to the
+database work (or, for cache hits, what serving the stored answer costs instead).
 
 Warm-up: at least 1 s and ``WARM_CALLS`` (20) requests per client task, so that every
 pooled connection has run each statement more than ~11 times: psycopg prepares a
@@ -108,7 +124,9 @@ from market_bridge.market.timeframes import TIMEFRAMES
 from market_bridge.queries.bars import RECENT_WINDOW, recent_window
 
 ROOT = Path(__file__).resolve().parents[1]
-ENDPOINTS = ("bars", "latest", "completeness")
+ENDPOINTS = ("bars", "bars-ranges", "latest", "completeness")
+RANGE_STEP = timedelta(minutes=1)  # bars-ranges: each request's ``to`` is this much earlier
+RANGE_RUN = 20_000  # request numbers per bars-ranges run: its ``to``s (~14 days) are its own
 WARM_CALLS = 20
 TARGET_P95_MS = 20.0
 BASELINE = "baseline SQL"
@@ -368,15 +386,146 @@ def explain(dsn: str, symbol: str, day: date) -> list[str]:
     return out
 
 
+# ---- the triggers behind the bar cache (--trigger-cost) ------------------------------
+
+TRIGGERS_0010 = ("mb_bars_changed_insert", "mb_bars_changed_update", "mb_bars_changed_delete")
+PLPGSQL_NOTIFY = """
+CREATE OR REPLACE FUNCTION public.mb_bench_notify_bar() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM pg_notify('mb_bars_changed', OLD.exchange || ':' || OLD.symbol);
+        RETURN OLD;
+    END IF;
+    PERFORM pg_notify('mb_bars_changed', NEW.exchange || ':' || NEW.symbol);
+    RETURN NEW;
+END $$"""
+
+
+def _backend_cpu(conn: psycopg.Connection[Any]) -> float:
+    """CPU seconds of ``conn``'s backend (/proc: a local server), else wall-clock time."""
+    try:
+        stat = Path(f"/proc/{conn.info.backend_pid}/stat").read_text()
+    except OSError:
+        return time.perf_counter()
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def trigger_cost(dsn: str, reps: int = 3) -> list[str]:
+    """Server CPU per bar written, without migration 0010's triggers, with them, and with
+    the same NOTIFY from a PL/pgSQL row trigger (the obvious form, for reference), for the
+    three ways bars are written: the streaming writer's merge (binary COPY into its
+    staging table, one INSERT ... SELECT ... ON CONFLICT DO UPDATE; 3,000 bars a
+    transaction, new bars then revised ones), the backfill's upsert (``executemany`` of
+    one INSERT ... ON CONFLICT per bar, a transaction per symbol; 15,000 bars, new then
+    changed) and a COPY into the hypertable (150,000 bars). Median of ``reps``."""
+    from market_bridge.storage import pgcopy
+    from market_bridge.storage.writer import _BAR_MERGE, _BAR_STAGE, _BAR_UPSERT, _COPY_BARS
+
+    base = datetime(2025, 3, 3, 9, 15, tzinfo=IST)
+
+    def bar(sym: str, i: int, price: float, provenance: str = "historical",
+            revision: int = 0) -> tuple[Any, ...]:  # fmt: skip
+        return ("NSE", sym, 1000, base + timedelta(minutes=i), "1m", price, price + 1,
+                price - 1, price, 100, None, None, None, provenance, revision)  # fmt: skip
+
+    def merge(conn: psycopg.Connection[Any], revision: int) -> float:
+        conn.execute(_BAR_STAGE)
+        cpu = 0.0
+        for minute in range(10):
+            rows = [bar(f"W{s:04d}", minute, 100.0 + revision, "live", revision)
+                    for s in range(3000)]  # fmt: skip
+            data = b"".join([pgcopy.HEADER, pgcopy.encode_bar_rows(rows), pgcopy.TRAILER])
+            c0 = _backend_cpu(conn)
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy(_COPY_BARS) as copy:
+                    copy.write(data)
+                cur.execute(_BAR_MERGE)
+            cpu += _backend_cpu(conn) - c0
+        return cpu / 30_000
+
+    def backfill(conn: psycopg.Connection[Any], price: float) -> float:
+        c0 = _backend_cpu(conn)
+        for s in range(20):
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(_BAR_UPSERT, [bar(f"B{s:04d}", i, price) for i in range(750)])
+        return (_backend_cpu(conn) - c0) / 15_000
+
+    def copy_in(conn: psycopg.Connection[Any]) -> float:
+        statement = f"COPY md.intraday_bars ({', '.join(COLUMNS[:-2])}, oi, provenance, " \
+                    "revision) FROM STDIN"  # fmt: skip
+        c0 = _backend_cpu(conn)
+        with conn.transaction(), conn.cursor() as cur, cur.copy(statement) as copy:
+            for s in range(20):
+                for i in range(7500):
+                    copy.write_row(bar(f"C{s:04d}", 20_000 + i, 10.0))
+        return (_backend_cpu(conn) - c0) / 150_000
+
+    workloads = ("writer merge, new bars", "writer merge, revised bars",
+                 "backfill upsert, new bars", "backfill upsert, changed bars",
+                 "COPY into md.intraday_bars")  # fmt: skip
+    variants = ("no trigger", "migration 0010", "PL/pgSQL trigger")
+    cost: dict[tuple[str, str], list[float]] = {}
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        definitions = [row[0] for row in admin.execute(
+            "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = ANY(%s) "
+            "AND tgrelid = 'md.intraday_bars'::regclass", (list(TRIGGERS_0010),))]  # fmt: skip
+        if len(definitions) != len(TRIGGERS_0010):
+            return ["migration 0010's triggers are not there: nothing to compare"]
+        try:
+            for _ in range(reps):
+                for variant in variants:
+                    admin.execute("TRUNCATE md.intraday_bars")
+                    admin.execute("VACUUM md.intraday_bars")
+                    for name in TRIGGERS_0010:
+                        admin.execute(pgsql.SQL("DROP TRIGGER IF EXISTS {} ON md.intraday_bars")
+                                      .format(pgsql.Identifier(name)))  # fmt: skip
+                    admin.execute("DROP TRIGGER IF EXISTS bench_notify ON md.intraday_bars")
+                    if variant == "migration 0010":
+                        for definition in definitions:
+                            admin.execute(definition)
+                    elif variant == "PL/pgSQL trigger":
+                        admin.execute(PLPGSQL_NOTIFY)
+                        admin.execute("CREATE TRIGGER bench_notify AFTER INSERT OR UPDATE OR "
+                                      "DELETE ON md.intraday_bars FOR EACH ROW "
+                                      "EXECUTE FUNCTION public.mb_bench_notify_bar()")  # fmt: skip
+                    with psycopg.connect(dsn, autocommit=True) as conn:
+                        results = [merge(conn, 0), merge(conn, 1), backfill(conn, 10.0),
+                                   backfill(conn, 11.0), copy_in(conn)]  # fmt: skip
+                    for workload, value in zip(workloads, results, strict=True):
+                        cost.setdefault((workload, variant), []).append(value)
+        finally:  # the triggers as migrated (the database is a throwaway one anyway)
+            admin.execute("DROP TRIGGER IF EXISTS bench_notify ON md.intraday_bars")
+            admin.execute("DROP FUNCTION IF EXISTS public.mb_bench_notify_bar()")
+            for name in TRIGGERS_0010:
+                admin.execute(pgsql.SQL("DROP TRIGGER IF EXISTS {} ON md.intraday_bars")
+                              .format(pgsql.Identifier(name)))  # fmt: skip
+            for definition in definitions:
+                admin.execute(definition)
+    out = [f"{'server CPU per bar written (us)':<34}" + "".join(f"{v:>20}" for v in variants)]
+    for workload in workloads:
+        med = [sorted(cost[(workload, v)])[reps // 2] * 1e6 for v in variants]
+        out.append(f"{workload:<34}" + "".join(
+            f"{m:>12.1f} ({m / med[0] - 1:+4.0%})" if i else f"{m:>20.1f}"
+            for i, m in enumerate(med)))  # fmt: skip
+    return out
+
+
 # ---- the API -----------------------------------------------------------------------
 
 
 @contextmanager
-def api_server(dsn: str, workers: int, log: Path) -> Iterator[tuple[str, int]]:
-    """(base URL, pid) of ``serve(workers=...)`` in a subprocess, once it answers."""
+def api_server(
+    dsn: str, workers: int, log: Path, bar_cache_mb: str | None = None
+) -> Iterator[tuple[str, int]]:
+    """(base URL, pid) of ``serve(workers=...)`` in a subprocess, once it answers.
+    ``bar_cache_mb``: MB_API_BAR_CACHE_MB ("0": no cache; None: the default)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env |= {"DATABASE_URL": dsn, "MB_API_HOST": "127.0.0.1", "MB_API_PORT": str(port)}
+    env.pop("MB_API_BAR_CACHE_MB", None)
+    if bar_cache_mb is not None:
+        env["MB_API_BAR_CACHE_MB"] = bar_cache_mb
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-c", f"from api.server import serve; serve(workers={workers})"],
@@ -442,6 +591,7 @@ class LoadSpec:
     target: str = "api"  # or "sql" (the baseline)
     client: str = "raw"  # api: "raw" (RawHttp) or "httpx"
     warmup: float = 1.0  # seconds, and at least WARM_CALLS requests by every client task
+    first_request: int = 0  # numbers requests (bars-ranges: each its own ``to``)
     base: str = ""  # api
     dsn: str = ""  # sql
 
@@ -457,10 +607,20 @@ class LoadResult:
     client_cpu: float = 0.0
 
 
-def api_path(endpoint: str, symbol: str, day: date) -> str:
+def range_end(day: date, n: int) -> datetime:
+    """bars-ranges: the ``to`` of request ``n`` (every request of a run has its own: 15:29
+    IST of the last loaded day, then a minute earlier for each request)."""
+    return datetime.combine(day, datetime.min.time(), IST) + timedelta(hours=15, minutes=29) \
+        - n * RANGE_STEP  # fmt: skip
+
+
+def api_path(endpoint: str, symbol: str, day: date, n: int = 0) -> str:
     sym = quote(symbol, safe="")
     if endpoint == "bars":
         return f"/intraday/bars/{sym}?limit=1000"
+    if endpoint == "bars-ranges":
+        to = quote(range_end(day, n).isoformat(), safe="")
+        return f"/intraday/bars/{sym}?limit=1000&to={to}"
     if endpoint == "latest":
         return f"/intraday/latest/{sym}"
     return f"/intraday/completeness/{sym}?from={day}&to={day}"
@@ -522,16 +682,16 @@ async def _load(spec: LoadSpec, measuring: Any, done: Any) -> LoadResult:
         async with httpx.AsyncClient(base_url=spec.base, timeout=30, limits=limits,
                                      trust_env=False) as client:  # fmt: skip
 
-            async def call(i: int, symbol: str) -> tuple[bool, int, str]:
-                r = await client.get(api_path(spec.endpoint, symbol, spec.day))
+            async def call(i: int, n: int, symbol: str) -> tuple[bool, int, str]:
+                r = await client.get(api_path(spec.endpoint, symbol, spec.day, n))
                 return r.status_code == 200, len(r.content), f"{r.status_code} {r.text[:200]}"
 
             return await _drive(spec, call, measuring, done)
     if spec.target == "api":
         conns = [RawHttp(spec.base) for _ in range(spec.concurrency)]
 
-        async def raw_call(i: int, symbol: str) -> tuple[bool, int, str]:
-            status, body = await conns[i].get(api_path(spec.endpoint, symbol, spec.day))
+        async def raw_call(i: int, n: int, symbol: str) -> tuple[bool, int, str]:
+            status, body = await conns[i].get(api_path(spec.endpoint, symbol, spec.day, n))
             return status == 200, len(body), f"{status} {body[:200]!r}"
 
         try:
@@ -553,7 +713,7 @@ async def _load(spec: LoadSpec, measuring: Any, done: Any) -> LoadResult:
 
 def _sql_call(
     spec: LoadSpec, pool: AsyncConnectionPool
-) -> Callable[[int, str], Awaitable[tuple[bool, int, str]]]:
+) -> Callable[[int, int, str], Awaitable[tuple[bool, int, str]]]:
     """What each endpoint asks the database (same query functions as the API)."""
     from market_bridge.market.symbols import Symbol
     from market_bridge.queries import bars, symbols
@@ -561,11 +721,13 @@ def _sql_call(
     start = datetime.combine(spec.day, datetime.min.time(), IST)
     end = start + timedelta(days=1)
 
-    async def call(i: int, symbol: str) -> tuple[bool, int, str]:
+    async def call(i: int, n: int, symbol: str) -> tuple[bool, int, str]:
         async with pool.connection() as conn:
             known = await symbols.is_known(conn, Symbol("NSE", symbol))
-            if spec.endpoint == "bars":
-                rows = await bars.bars_in_range(conn, "NSE", symbol, "1m", None, None, 1000)
+            if spec.endpoint in ("bars", "bars-ranges"):
+                to = None if spec.endpoint == "bars" else range_end(spec.day, n) + timedelta(
+                    microseconds=1)  # the API's exclusive end for an inclusive ``to``
+                rows = await bars.bars_in_range(conn, "NSE", symbol, "1m", None, to, 1000)
                 return known and len(rows) == 1000, 0, f"{len(rows)} bars"
             if spec.endpoint == "latest":
                 row = await bars.latest_bar(conn, "NSE", symbol, "1m")
@@ -578,13 +740,13 @@ def _sql_call(
 
 async def _drive(
     spec: LoadSpec,
-    call: Callable[[int, str], Awaitable[tuple[bool, int, str]]],
+    call: Callable[[int, int, str], Awaitable[tuple[bool, int, str]]],
     measuring: Any,
     done: Any,
 ) -> LoadResult:
     result = LoadResult()
     latencies = array("q")
-    counter = itertools.count()
+    counter = itertools.count(spec.first_request)
     window = [float("inf"), float("inf")]  # perf_counter bounds of the measured window
     calls = [0] * spec.concurrency
     warmed = asyncio.Event()
@@ -592,10 +754,11 @@ async def _drive(
 
     async def worker(i: int) -> None:
         while not stop:
-            symbol = spec.symbols[next(counter) % len(spec.symbols)]
+            n = next(counter)
+            symbol = spec.symbols[n % len(spec.symbols)]
             t0 = time.perf_counter()
             try:
-                ok, nbytes, detail = await call(i, symbol)
+                ok, nbytes, detail = await call(i, n, symbol)
             except Exception as exc:  # counted, and the run goes on
                 ok, nbytes, detail = False, 0, f"{type(exc).__name__}: {exc}"
             t1 = time.perf_counter()
@@ -641,6 +804,7 @@ class Row:
     result: LoadResult
     api_cpu: float
     db_cpu: float
+    hit_share: float | None = None  # of the run's cacheable requests (warm-up included)
 
     def lat_ms(self) -> list[float]:
         a = array("q")
@@ -673,6 +837,13 @@ def run_load(spec: LoadSpec, api_pid: int | None, db: Database) -> tuple[LoadRes
     return result, api1 - api0, db1 - db0
 
 
+def cache_counters(base: str) -> tuple[float, float]:
+    """(hits, misses) of the bar cache, from /metrics (one worker's: exact with 1 worker)."""
+    text = httpx.get(f"{base}/metrics", timeout=10, trust_env=False).text
+    found = dict(re.findall(r"^mb_api_bar_cache_(hits|misses)_total (\S+)$", text, re.M))
+    return float(found.get("hits", 0)), float(found.get("misses", 0))
+
+
 def sanity_check(base: str, symbol: str, day: date) -> str:
     with httpx.Client(base_url=base, timeout=30, trust_env=False) as client:
         bars = client.get(api_path("bars", symbol, day)).json()
@@ -684,21 +855,24 @@ def sanity_check(base: str, symbol: str, day: date) -> str:
 
 
 def print_table(rows: list[Row]) -> None:
-    print(f"\n{'target':<14} {'endpoint':<13} {'conc':>4} {'req/s':>7} {'p50 ms':>8} "
+    print(f"\n{'target':<22} {'endpoint':<13} {'conc':>4} {'req/s':>7} {'p50 ms':>8} "
           f"{'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>6} {'KiB/req':>7} "
-          f"{'CPU api':>7} {'CPU db':>6} {'CPU client':>10}")  # fmt: skip
+          f"{'CPU api':>7} {'CPU db':>6} {'CPU client':>10} {'hits':>5}")  # fmt: skip
     for r in rows:
         el = r.result.elapsed or 1.0
         kib = r.result.body_bytes / 1024 / max(r.result.requests, 1)
         api = "-" if r.api_cpu != r.api_cpu else f"{r.api_cpu / el:.0%}"
         dbc = "-" if r.db_cpu != r.db_cpu else f"{r.db_cpu / el:.0%}"
-        print(f"{r.label:<14} {r.endpoint:<13} {r.concurrency:>4} {r.rate():>7,.0f} "
+        hit = "-" if r.hit_share is None else f"{r.hit_share:.0%}"
+        print(f"{r.label:<22} {r.endpoint:<13} {r.concurrency:>4} {r.rate():>7,.0f} "
               f"{r.pct(0.5):>8.2f} {r.pct(0.95):>8.2f} {r.pct(0.99):>8.2f} {r.pct(1.0):>8.2f} "
               f"{r.result.errors:>6} {kib:>7.1f} {api:>7} {dbc:>6} "
-              f"{r.result.client_cpu / el:>10.0%}")  # fmt: skip
+              f"{r.result.client_cpu / el:>10.0%} {hit:>5}")  # fmt: skip
         for sample in r.result.error_sample:
             print(f"    error: {sample}")
-    print("(conc = requests in flight; CPU as % of one core during the measured window)")
+    print("(conc = requests in flight; CPU as % of one core during the measured window; hits ="
+          " share of the run's bars/latest requests, warm-up included, answered from the bar"
+          " cache: 1 worker only)")
 
 
 def print_ratios(rows: list[Row]) -> None:
@@ -710,7 +884,7 @@ def print_ratios(rows: list[Row]) -> None:
         if r.label == BASELINE or b is None:
             continue
         verdict = "meets" if r.pct(0.95) <= TARGET_P95_MS else "MISSES"
-        print(f"  {r.label:<14} {r.endpoint:<13} conc {r.concurrency:>3}:  "
+        print(f"  {r.label:<22} {r.endpoint:<13} conc {r.concurrency:>3}:  "
               f"p50 x{r.pct(0.5) / b.pct(0.5):.1f}  p95 x{r.pct(0.95) / b.pct(0.95):.1f}  "
               f"req/s x{r.rate() / b.rate():.2f}   p95 {r.pct(0.95):.1f} ms {verdict} the target")  # fmt: skip
 
@@ -733,6 +907,14 @@ def main() -> None:
         default="raw",
         help="HTTP client of the load process (raw: minimal keep-alive HTTP/1.1)",
     )
+    ap.add_argument("--endpoints", default=",".join(ENDPOINTS),
+                    help=f"endpoints to measure, of {','.join(ENDPOINTS)}")  # fmt: skip
+    ap.add_argument("--bar-cache", default="on",
+                    help="the API's bar cache: on (MB_API_BAR_CACHE_MB's default), off (0), or "
+                    "on,off (both, one after the other)")  # fmt: skip
+    ap.add_argument("--trigger-cost", action="store_true",
+                    help="only measure what migration 0010's triggers cost bar writes, in a "
+                    "throwaway cluster (see trigger_cost)")  # fmt: skip
     ap.add_argument("--load-connections", type=int, default=2, help="parallel COPY streams")
     ap.add_argument("--chunk-interval", default=None,
                     help="chunk interval for the loaded bars, e.g. '1 day' (as before migration "
@@ -745,6 +927,20 @@ def main() -> None:
     args = ap.parse_args()
     workers = [int(w) for w in args.workers.split(",") if w.strip()]
     concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
+    if not endpoints or set(endpoints) - set(ENDPOINTS):
+        ap.error(f"--endpoints: some of {','.join(ENDPOINTS)}")
+    caches = [c.strip() for c in args.bar_cache.split(",") if c.strip()]
+    if not caches or set(caches) - {"on", "off"}:
+        ap.error("--bar-cache: on, off or on,off")
+
+    if args.trigger_cost:
+        print(f"load average at start: {_loadavg()} ({os.cpu_count()} CPUs)")
+        with database(None) as db:
+            for line in trigger_cost(db.dsn):
+                print(line)
+        print(f"load average at the end: {_loadavg()}")
+        return
 
     calendar = TradingCalendar()
     unix_us, last_day = trading_minutes(calendar, args.days)
@@ -773,24 +969,43 @@ def main() -> None:
             print(f"  {line}")
         rows: list[Row] = []
 
+        # bars-ranges: every run asks for ``to``s of its own, within the loaded days (with
+        # room for the 1000 bars before each).
+        ranges = itertools.count(step=RANGE_RUN)
+        wrap = max(RANGE_RUN, (args.days - 15) * 24 * 60)
+
         def measure(label: str, endpoint: str, conc: int, api_pid: int | None = None,
                     **target: Any) -> None:  # fmt: skip
+            first = next(ranges) % wrap if endpoint == "bars-ranges" else 0
             spec = LoadSpec(endpoint=endpoint, symbols=symbols, day=last_day, concurrency=conc,
-                            duration=args.duration, **target)  # fmt: skip
+                            duration=args.duration, first_request=first, **target)  # fmt: skip
+            counters = target.get("base") and endpoint != "completeness" and workers_now == 1
+            before = cache_counters(target["base"]) if counters else None
             result, api_cpu, db_cpu = run_load(spec, api_pid, db)
-            rows.append(Row(label, endpoint, conc, result, api_cpu, db_cpu))
+            share = None
+            if before is not None:
+                hits, misses = (a - b for a, b in zip(cache_counters(target["base"]), before,
+                                                      strict=True))  # fmt: skip
+                share = hits / (hits + misses) if hits + misses else None
+            rows.append(Row(label, endpoint, conc, result, api_cpu, db_cpu, share))
 
+        workers_now = 0
         for conc in concurrency:
-            for endpoint in ENDPOINTS:
+            for endpoint in endpoints:
                 measure(BASELINE, endpoint, conc, target="sql", dsn=db.dsn)
         for w in workers:
-            with api_server(db.dsn, w, logs / f"api-{w}.log") as (base, pid):
-                print(f"API with {w} worker(s): {sanity_check(base, symbols[0], last_day)}")
-                for conc in concurrency:
-                    for endpoint in ENDPOINTS:
-                        label = f"API {w} worker{'s' if w > 1 else ''}"
-                        measure(label, endpoint, conc, pid, target="api", base=base,
-                                client=args.client)  # fmt: skip
+            for cache in caches:
+                workers_now = w
+                log = logs / f"api-{w}-cache-{cache}.log"
+                with api_server(db.dsn, w, log, None if cache == "on" else "0") as (base, pid):
+                    print(f"API with {w} worker(s), bar cache {cache}: "
+                          f"{sanity_check(base, symbols[0], last_day)}")  # fmt: skip
+                    for conc in concurrency:
+                        for endpoint in endpoints:
+                            label = f"API {w} worker{'s' if w > 1 else ''}" + (
+                                "" if cache == "on" else ", no cache")
+                            measure(label, endpoint, conc, pid, target="api", base=base,
+                                    client=args.client)  # fmt: skip
         failed = any(r.result.errors for r in rows)
     print_table(rows)
     print_ratios(rows)
