@@ -24,11 +24,14 @@ from .test_api_support import ApiServer, make_options, make_settings
 
 Message = dict[str, Any]
 
-# Small bounds so that a slow client shows within a few hundred messages.
+# Small bounds so that a slow client shows within a few hundred messages. max_pending
+# leaves a reading client (a thread of the test process, which shares the GIL with the
+# server's thread) room to lag behind for a moment on a loaded machine: at 20, the "fast"
+# client of the slow-client test was once closed too, in a CI run (300 bars of 6 KB).
 TEST_STREAM_OPTIONS = StreamOptions(
     max_subscriptions=5,
     max_message_bytes=4096,
-    max_pending=20,
+    max_pending=100,
     max_lag=30.0,
     sweep_interval=0.2,
     send_buffer_bytes=8192,
