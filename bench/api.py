@@ -84,12 +84,8 @@ import contextlib
 import itertools
 import multiprocessing as mp
 import os
-import pwd
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -113,11 +109,10 @@ import numpy as np
 import psycopg
 from psycopg import sql as pgsql
 from psycopg_pool import AsyncConnectionPool
+from support import Database, api_process, cpu_seconds, database, percentile
 
 from api.db import make_pool
 from api.options import ApiOptions
-from market_bridge.db.cluster import LocalCluster
-from market_bridge.db.migrate import migrate
 from market_bridge.kite.models import IST
 from market_bridge.market.calendar import TradingCalendar, expected_bar_starts
 from market_bridge.market.timeframes import TIMEFRAMES
@@ -139,44 +134,7 @@ COLUMNS = ("exchange", "symbol", "instrument_token", "bar_timestamp", "timeframe
            "revision")  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# ---- database ----------------------------------------------------------------------
-
-
-@dataclass
-class Database:
-    dsn: str
-    postgres_pid: int | None  # the local cluster's postmaster (for its CPU), else None
-
-
-@contextmanager
-def database(url: str | None) -> Iterator[Database]:
-    if url:
-        migrate(url)
-        yield Database(url, None)
-        return
-    base = Path(tempfile.mkdtemp(prefix="mb-bench-api-"))
-    os_user = os.environ.get("MB_DB_OS_USER", "marketbridge")
-    if os.geteuid() == 0:  # the server runs as the unprivileged user, as in the tests
-        entry = pwd.getpwnam(os_user)
-        os.chown(base, entry.pw_uid, entry.pw_gid)
-    cluster = LocalCluster(data_dir=base / "data", port=free_port(), os_user=os_user,
-                           log_file=base / "postgres.log", fast_unsafe=True)  # fmt: skip
-    try:
-        status = cluster.start()
-        with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE mb_bench")
-        dsn = cluster.dsn("mb_bench")
-        migrate(dsn)
-        yield Database(dsn, status.pid)
-    finally:
-        cluster.stop(mode="immediate")
-        shutil.rmtree(base, ignore_errors=True)
+# ---- data --------------------------------------------------------------------------
 
 
 def bench_symbols(n: int) -> list[str]:
@@ -520,62 +478,22 @@ def api_server(
 ) -> Iterator[tuple[str, int]]:
     """(base URL, pid) of ``serve(workers=...)`` in a subprocess, once it answers.
     ``bar_cache_mb``: MB_API_BAR_CACHE_MB ("0": no cache; None: the default)."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    env |= {"DATABASE_URL": dsn, "MB_API_HOST": "127.0.0.1", "MB_API_PORT": str(port)}
-    env.pop("MB_API_BAR_CACHE_MB", None)
-    if bar_cache_mb is not None:
-        env["MB_API_BAR_CACHE_MB"] = bar_cache_mb
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", f"from api.server import serve; serve(workers={workers})"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the API did not start; see {log}:\n{log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+    os.environ.pop("MB_API_BAR_CACHE_MB", None)  # None means the default, not an inherited value
+    env = {} if bar_cache_mb is None else {"MB_API_BAR_CACHE_MB": bar_cache_mb}
+
+    def healthy(port: int) -> bool:
+        try:
+            reply = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2, trust_env=False)
+        except httpx.HTTPError:
+            return False
+        return reply.status_code == 200
+
+    code = f"from api.server import serve; serve(workers={workers})"
+    with api_process(dsn, log, code, healthy, env=env) as (port, pid):
         # Every worker must be serving before the first measurement (the warm-up of each
         # run spreads connections over them): give the slower ones time to start.
         time.sleep(1.0 if workers > 1 else 0)
-        yield base, proc.pid
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU of a process tree (/proc; Linux)."""
-    if pid is None:
-        return float("nan")
-    total = 0.0
-    for p in [pid, *_children(pid)]:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        kids = [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-    return kids + [g for k in kids for g in _children(k)]
+        yield f"http://127.0.0.1:{port}", pid
 
 
 # ---- load (its own process) --------------------------------------------------------
@@ -812,8 +730,7 @@ class Row:
         return sorted(x / 1000 for x in a)
 
     def pct(self, q: float) -> float:
-        lat = self.lat_ms()
-        return lat[min(len(lat) - 1, round(q * (len(lat) - 1)))] if lat else float("nan")
+        return percentile(self.lat_ms(), q)
 
     def rate(self) -> float:
         return self.result.requests / self.result.elapsed if self.result.elapsed else 0.0
@@ -936,7 +853,7 @@ def main() -> None:
 
     if args.trigger_cost:
         print(f"load average at start: {_loadavg()} ({os.cpu_count()} CPUs)")
-        with database(None) as db:
+        with database(None, prefix="mb-bench-api-") as db:
             for line in trigger_cost(db.dsn):
                 print(line)
         print(f"load average at the end: {_loadavg()}")
@@ -951,7 +868,7 @@ def main() -> None:
           f"{last_day}) = {len(symbols) * len(unix_us):,} rows")  # fmt: skip
     logs = Path(tempfile.mkdtemp(prefix="mb-bench-api-logs-"))
     failed = False
-    with database(args.database_url) as db:
+    with database(args.database_url, prefix="mb-bench-api-") as db:
         if args.reuse_data and loaded_rows(db.dsn, symbols, unix_us) == len(unix_us) * len(symbols):
             print("--reuse-data: the bars are there; not loaded")
         else:
