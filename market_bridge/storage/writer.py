@@ -65,9 +65,9 @@ _DEPTH_INSERT = (  # constant column names only
     f"INSERT INTO md.order_book ({_DEPTH_COLS}) SELECT {_DEPTH_COLS} FROM mb_depth_stage "  # noqa: S608
     "ON CONFLICT (exchange, symbol, snapshot_timestamp) DO NOTHING"
 )
-_BAR_UPSERT = """
-INSERT INTO md.intraday_bars ({cols}, updated_at)
-VALUES ({params}, now())
+# The provenance rule of every bar write: a historical bar replaces anything; a live one
+# replaces only a live one of the same or a lower revision.
+_BAR_ON_CONFLICT = """
 ON CONFLICT (exchange, symbol, bar_timestamp, timeframe) DO UPDATE SET
     instrument_token = EXCLUDED.instrument_token, open = EXCLUDED.open,
     high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
@@ -76,8 +76,12 @@ ON CONFLICT (exchange, symbol, bar_timestamp, timeframe) DO UPDATE SET
     updated_at = now()
 WHERE EXCLUDED.provenance = 'historical'
    OR (md.intraday_bars.provenance = 'live' AND EXCLUDED.revision >= md.intraday_bars.revision)
-""".format(cols=", ".join(BAR_COLUMNS), params=", ".join(["%s"] * len(BAR_COLUMNS)))
+"""
 _BAR_COLS = ", ".join(BAR_COLUMNS)
+_BAR_UPSERT = f"""
+INSERT INTO md.intraday_bars ({_BAR_COLS}, updated_at)
+VALUES ({", ".join(["%s"] * len(BAR_COLUMNS))}, now())"""  # noqa: S608 (constant column names only)
+_BAR_UPSERT += _BAR_ON_CONFLICT
 _BAR_STAGE = """CREATE TEMP TABLE IF NOT EXISTS mb_bar_stage
     (seq integer NOT NULL, LIKE md.intraday_bars INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"""
 _COPY_BARS = "COPY mb_bar_stage ({}) FROM STDIN (FORMAT BINARY)".format(
@@ -93,16 +97,8 @@ INSERT INTO md.intraday_bars ({_BAR_COLS}, updated_at)
 SELECT DISTINCT ON (exchange, symbol, bar_timestamp, timeframe) {_BAR_COLS}, now()
   FROM mb_bar_stage
  ORDER BY exchange, symbol, bar_timestamp, timeframe, (provenance = 'historical') DESC,
-          CASE WHEN provenance = 'historical' THEN 0 ELSE revision END DESC, seq DESC
-ON CONFLICT (exchange, symbol, bar_timestamp, timeframe) DO UPDATE SET
-    instrument_token = EXCLUDED.instrument_token, open = EXCLUDED.open,
-    high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
-    volume = EXCLUDED.volume, trades_count = EXCLUDED.trades_count, vwap = EXCLUDED.vwap,
-    oi = EXCLUDED.oi, provenance = EXCLUDED.provenance, revision = EXCLUDED.revision,
-    updated_at = now()
-WHERE EXCLUDED.provenance = 'historical'
-   OR (md.intraday_bars.provenance = 'live' AND EXCLUDED.revision >= md.intraday_bars.revision)
-"""  # noqa: S608 (constant column names only)
+          CASE WHEN provenance = 'historical' THEN 0 ELSE revision END DESC, seq DESC"""  # noqa: S608 (constant column names only)
+_BAR_MERGE += _BAR_ON_CONFLICT
 _CLAIM = """INSERT INTO md.ingest_batches (batch_id, kind, rows)
             SELECT * FROM unnest(%s::uuid[], %s::text[], %s::int[])
             ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id"""
