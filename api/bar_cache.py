@@ -38,7 +38,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -50,6 +49,7 @@ from psycopg import pq
 from psycopg.pq.abc import PGconn
 from sanic import Sanic
 
+from api.listen import keep_listening
 from api.metrics import Registry
 from api.responses import Rendered
 
@@ -62,7 +62,6 @@ MAX_ENTRY_SHARE = 4  # an answer over max_bytes / 4 is not kept
 SYNC_TIMEOUT_S = 1.0  # a hit waits this long for its LISTEN round trip, then is a miss
 MAX_GENERATIONS = 100_000  # symbols with a generation; beyond, they are forgotten (see changed)
 _CHANNEL_BYTES = CHANNEL.encode()
-_LISTEN_ERRORS = (psycopg.Error, OSError, TimeoutError)
 
 SymbolKey = tuple[str, str]  # (exchange, tradingsymbol), exactly as stored
 
@@ -322,32 +321,28 @@ class BarChangeListener:
             self._task = None
 
     async def _run(self) -> None:
-        delay = self.backoff_initial
-        while True:
-            try:
-                conn = await psycopg.AsyncConnection.connect(
-                    self.dsn,
-                    autocommit=True,
-                    connect_timeout=3,
-                    application_name=f"market-bridge-api-cache:{os.getpid()}",
-                )
-                try:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    self._attach(conn.pgconn)
-                    log.info("bar cache: LISTEN %s", CHANNEL)
-                    delay = self.backoff_initial
-                    await self._serve()
-                finally:
-                    self._detach()
-                    await conn.close()
-            except _LISTEN_ERRORS as exc:
-                log.warning("bar cache: LISTEN connection failed (%s); the cache is off until "
-                            "it is back", " ".join(str(exc).split()) or type(exc).__name__)  # fmt: skip
-            except Exception:  # a bug: log it, keep trying (the cache is off meanwhile)
-                log.exception("bar cache: LISTEN loop failed")
-            self._first_attempt.set()
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, self.backoff_max)
+        await keep_listening(
+            self.dsn, CHANNEL,
+            application_name=f"market-bridge-api-cache:{os.getpid()}",
+            serve=self._listening, failed=self._failed, attempted=self._first_attempt,
+            backoff_initial=self.backoff_initial, backoff_max=self.backoff_max,
+        )  # fmt: skip
+
+    async def _listening(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        try:
+            self._attach(conn.pgconn)
+            log.info("bar cache: LISTEN %s", CHANNEL)
+            await self._serve()
+        finally:
+            self._detach()
+
+    @staticmethod
+    def _failed(exc: BaseException, bug: bool) -> None:
+        if bug:  # log it, keep trying (the cache is off meanwhile)
+            log.error("bar cache: LISTEN loop failed", exc_info=exc)
+            return
+        log.warning("bar cache: LISTEN connection failed (%s); the cache is off until it is "
+                    "back", " ".join(str(exc).split()) or type(exc).__name__)  # fmt: skip
 
     async def _serve(self) -> None:
         """Until the connection fails: probe it when no request has for a while."""

@@ -20,7 +20,6 @@ import collections
 import contextlib
 import logging
 import os
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,8 +27,8 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
+from api.listen import keep_listening
 from api.metrics import Registry
 from api.stream import protocol
 from api.stream.options import StreamOptions
@@ -39,7 +38,6 @@ from market_bridge.kite.models import IST
 
 log = logging.getLogger("market_bridge.api.stream")
 
-_LISTEN_ERRORS = (psycopg.Error, OSError, TimeoutError)
 CLOSE_TOO_SLOW = 4000  # application code: the client did not read fast enough
 CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL_ERROR = 1011
@@ -286,32 +284,23 @@ class StreamHub:
             session.reply(data, kind)
 
     async def _listen(self) -> None:
-        delay = self.options.listen_backoff_initial
-        while True:
-            try:
-                conn = await psycopg.AsyncConnection.connect(
-                    self.dsn,
-                    autocommit=True,
-                    connect_timeout=3,
-                    application_name=f"market-bridge-api-ws:{os.getpid()}",
-                )
-                async with conn:
-                    self.listen_backend_pid = conn.info.backend_pid
-                    await conn.execute(
-                        sql.SQL("LISTEN {}").format(sql.Identifier(self.options.channel))
-                    )
-                    self._listening()
-                    delay = self.options.listen_backoff_initial
-                    await self._pump(conn)
-            except _LISTEN_ERRORS as exc:
-                self._lost(exc)
-            except Exception as exc:  # a bug: log it, but keep the live feed coming
-                log.exception("stream: LISTEN loop failed")
-                self._lost(exc)
-            self._first_attempt.set()
-            # Jitter: after a database restart, N workers should not reconnect in lockstep.
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, self.options.listen_backoff_max)
+        await keep_listening(
+            self.dsn, self.options.channel,
+            application_name=f"market-bridge-api-ws:{os.getpid()}",
+            serve=self._serve, failed=self._failed, attempted=self._first_attempt,
+            backoff_initial=self.options.listen_backoff_initial,
+            backoff_max=self.options.listen_backoff_max,
+        )  # fmt: skip
+
+    async def _serve(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.listen_backend_pid = conn.info.backend_pid
+        self._listening()
+        await self._pump(conn)
+
+    def _failed(self, exc: BaseException, bug: bool) -> None:
+        if bug:  # log it, but keep the live feed coming
+            log.error("stream: LISTEN loop failed", exc_info=exc)
+        self._lost(exc)
 
     async def _pump(self, conn: psycopg.AsyncConnection[Any]) -> None:
         probe = self.options.listen_probe_interval
