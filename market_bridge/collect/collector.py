@@ -546,9 +546,9 @@ class Collector:
         received_us = timestamp_us(received_at)
         t_us = np.where(has_ets[rows], (ets[rows] - PG_EPOCH_S) * _US, received_us)
         if uniform:
-            encoded = frames.tick_tuples(
+            encoded = frames.tick_tuples_sized(
                 cols, rows, slots, t_us, received_us, deltas, self._table, self.mode
-            )
+            )[0]
         else:
             parts = []
             for kind in dict.fromkeys(kinds):

@@ -75,21 +75,6 @@ class SubscriptionTable:
         return found
 
 
-def tick_tuples(
-    cols: TickColumns,
-    rows: npt.NDArray[np.intp],
-    slots: npt.NDArray[np.intp],
-    t_us: npt.NDArray[np.int64],
-    received_us: int,
-    deltas: Sequence[int | None],
-    table: SubscriptionTable,
-    mode: Mode,
-) -> bytes:
-    """COPY tuples for the ticks ``rows`` (all of one packet kind), as ``tick_row`` would
-    write them (``t_us``: tick timestamps in PostgreSQL microseconds)."""
-    return tick_tuples_sized(cols, rows, slots, t_us, received_us, deltas, table, mode)[0]
-
-
 def tick_tuples_sized(
     cols: TickColumns,
     rows: npt.NDArray[np.intp],
@@ -100,7 +85,9 @@ def tick_tuples_sized(
     table: SubscriptionTable,
     mode: Mode,
 ) -> tuple[bytes, npt.NDArray[np.int64]]:
-    """``tick_tuples`` and the byte length of each tuple."""
+    """COPY tuples for the ticks ``rows`` (all of one packet kind), as ``tick_row`` would
+    write them (``t_us``: tick timestamps in PostgreSQL microseconds), and the byte length
+    of each tuple (to interleave the tuples of several kinds)."""
     n = len(rows)
     length = int(cols.packet_length[rows[0]]) if n else 0
     full = length == FULL_PACKET
@@ -184,7 +171,9 @@ def depth_tuples(
         "ask_prices": price[:, 5:], "ask_quantities": qty[:, 5:], "ask_orders": orders[:, 5:],
     }  # fmt: skip
     suffix, suffix_len = table.suffixes(None)
-    return DEPTH_ENCODER.encode(len(rows), values, {}, suffix[slots], suffix_len[slots], 2)
+    return DEPTH_ENCODER.encode_sized(
+        len(rows), values, {}, suffix[slots], suffix_len[slots], 2
+    )[0]
 
 
 # The newest packet of an instrument, decoded into a ``Tick`` only when asked (live

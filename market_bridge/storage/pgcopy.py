@@ -207,20 +207,6 @@ class TupleEncoder:
         # byte offset of each scalar's value (its length word is 4 bytes before)
         self._value_at = {name: self.dtype.fields[name][1] for name in self._scalars}  # type: ignore[index]
 
-    def encode(
-        self,
-        n: int,
-        values: dict[str, Any],
-        nulls: dict[str, npt.NDArray[np.bool_]],
-        suffixes: npt.NDArray[np.bytes_],
-        suffix_len: npt.NDArray[np.int64],
-        extra_fields: int,
-    ) -> bytes:
-        """``values[name]``: array (or scalar) per fixed field; ``nulls[name]``: rows where
-        that scalar is NULL; ``suffixes``: per-row text suffix (fixed-width ``S`` array,
-        the real length in ``suffix_len``); ``extra_fields``: fields in the suffix."""
-        return self.encode_sized(n, values, nulls, suffixes, suffix_len, extra_fields)[0]
-
     def encode_sized(
         self,
         n: int,
@@ -230,7 +216,10 @@ class TupleEncoder:
         suffix_len: npt.NDArray[np.int64],
         extra_fields: int,
     ) -> tuple[bytes, npt.NDArray[np.int64]]:
-        """``encode``, and the byte length of each tuple."""
+        """The tuples (one bytes object) and the byte length of each. ``values[name]``:
+        array (or scalar) per fixed field; ``nulls[name]``: rows where that scalar is NULL;
+        ``suffixes``: per-row text suffix (fixed-width ``S`` array, the real length in
+        ``suffix_len``); ``extra_fields``: fields in the suffix."""
         if n == 0:
             return b"", np.zeros(0, np.int64)
         rec = np.empty(n, self.dtype)
