@@ -158,12 +158,8 @@ class ClientSession:
         if not batch:
             return
         if not self.closed:
-            if len(batch) == 1:
-                outcome = frames.write_now(self.ws, self._transport, (batch[0].frame,),
-                                           self._limit)  # fmt: skip
-            else:
-                outcome = frames.write_now(self.ws, self._transport,
-                                           [item.frame for item in batch], self._limit)  # fmt: skip
+            outcome = frames.write_now(self.ws, self._transport,
+                                       [item.frame for item in batch], self._limit)  # fmt: skip
             if outcome is frames.Direct.WRITTEN:
                 self.hub.stats.direct_writes += 1
                 return
