@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from bisect import bisect_right
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -127,9 +128,24 @@ def _bars_rendered(
     return json_rendered(body)
 
 
-def _bar_cache(request: Request) -> BarCache:
+async def _cached(
+    request: Request,
+    sym: Symbol,
+    key: tuple[Any, ...],
+    answer: Callable[[], Awaitable[tuple[Rendered, bool]]],
+) -> HTTPResponse:
+    """``key``'s answer from the worker's bar cache, else ``answer()`` (the rendered answer
+    and whether it may be kept: it holds at least one bar), stored under the ticket taken
+    before its query."""
     cache: BarCache = request.app.ctx.bar_cache
-    return cache
+    cached = await cache.get(key)
+    if cached is not None:
+        return cached.response()
+    ticket = cache.ticket(sym.exchange, sym.tradingsymbol)
+    rendered, keep = await answer()
+    if keep:
+        cache.put(key, ticket, rendered)
+    return rendered.response()
 
 
 def _session_range(request: Request, rng: TimeRange) -> tuple[TimeRange, date | None]:
@@ -232,47 +248,41 @@ async def bars(request: Request, symbol: str) -> HTTPResponse:
     limit = limit_arg(request)
     fmt = negotiate(request)
     sym = parse_or_400(symbol)
-    cache = _bar_cache(request)
+
+    async def answer() -> tuple[Rendered, bool]:
+        async with connection(request) as conn:
+            await ensure_known(conn, sym)
+            # Without a range the recent window is read first (from now), but the answer
+            # is the latest ``limit`` bars of everything: it does not depend on the clock.
+            rows = await bar_queries.bars_in_range(
+                conn, sym.exchange, sym.tradingsymbol, timeframe.name, rng.start, rng.end,
+                limit, now=_now(request),
+            )  # fmt: skip
+        rendered = _bars_rendered(sym, timeframe, rows, fmt, rng.echo() | {"limit": limit})
+        return rendered, bool(rows)  # an empty answer also depends on md.instruments (404)
+
     key = ("bars", sym.exchange, sym.tradingsymbol, timeframe.name, rng.start, rng.end, limit,
            fmt)  # fmt: skip
-    cached = await cache.get(key)
-    if cached is not None:
-        return cached.response()
-    ticket = cache.ticket(sym.exchange, sym.tradingsymbol)
-    async with connection(request) as conn:
-        await ensure_known(conn, sym)
-        # Without a range the recent window is read first (from now), but the answer is
-        # the latest ``limit`` bars of everything: it does not depend on the clock.
-        rows = await bar_queries.bars_in_range(
-            conn, sym.exchange, sym.tradingsymbol, timeframe.name, rng.start, rng.end, limit,
-            now=_now(request),
-        )
-    rendered = _bars_rendered(sym, timeframe, rows, fmt, rng.echo() | {"limit": limit})
-    if rows:  # an empty answer also depends on md.instruments (the 404): not cached
-        cache.put(key, ticket, rendered)
-    return rendered.response()
+    return await _cached(request, sym, key, answer)
 
 
 @bp.get("/latest/<symbol>", unquote=True)
 async def latest(request: Request, symbol: str) -> HTTPResponse:
     timeframe = timeframe_arg(request)
     sym = parse_or_400(symbol)
-    cache = _bar_cache(request)
-    key = ("latest", sym.exchange, sym.tradingsymbol, timeframe.name)
-    cached = await cache.get(key)
-    if cached is not None:
-        return cached.response()
-    ticket = cache.ticket(sym.exchange, sym.tradingsymbol)
-    async with connection(request) as conn:
-        await ensure_known(conn, sym)
-        row = await bar_queries.latest_bar(
-            conn, sym.exchange, sym.tradingsymbol, timeframe.name, now=_now(request)
-        )
-    if row is None:
-        raise ApiError(404, "no data", f"no {timeframe.name} bars stored for {sym}")
-    rendered = json_rendered(_head(sym, timeframe) | {"bar": row})
-    cache.put(key, ticket, rendered)
-    return rendered.response()
+
+    async def answer() -> tuple[Rendered, bool]:
+        async with connection(request) as conn:
+            await ensure_known(conn, sym)
+            row = await bar_queries.latest_bar(
+                conn, sym.exchange, sym.tradingsymbol, timeframe.name, now=_now(request)
+            )
+        if row is None:
+            raise ApiError(404, "no data", f"no {timeframe.name} bars stored for {sym}")
+        return json_rendered(_head(sym, timeframe) | {"bar": row}), True
+
+    return await _cached(request, sym, ("latest", sym.exchange, sym.tradingsymbol,
+                                        timeframe.name), answer)  # fmt: skip
 
 
 @bp.get("/today/<symbol>", unquote=True)
@@ -283,21 +293,17 @@ async def today(request: Request, symbol: str) -> HTTPResponse:
     sym = parse_or_400(symbol)
     day = trading_day(_calendar(request), _now(request))  # the clock picks the day: in the key
     rng = day_range(day)
-    cache = _bar_cache(request)
+
+    async def answer() -> tuple[Rendered, bool]:
+        async with connection(request) as conn:
+            await ensure_known(conn, sym)
+            rows = await bar_queries.bars_in_range(
+                conn, sym.exchange, sym.tradingsymbol, timeframe.name, rng.start, rng.end, limit
+            )
+        return _bars_rendered(sym, timeframe, rows, fmt, {"date": day} | rng.echo()), bool(rows)
+
     key = ("today", sym.exchange, sym.tradingsymbol, timeframe.name, day, limit, fmt)
-    cached = await cache.get(key)
-    if cached is not None:
-        return cached.response()
-    ticket = cache.ticket(sym.exchange, sym.tradingsymbol)
-    async with connection(request) as conn:
-        await ensure_known(conn, sym)
-        rows = await bar_queries.bars_in_range(
-            conn, sym.exchange, sym.tradingsymbol, timeframe.name, rng.start, rng.end, limit
-        )
-    rendered = _bars_rendered(sym, timeframe, rows, fmt, {"date": day} | rng.echo())
-    if rows:
-        cache.put(key, ticket, rendered)
-    return rendered.response()
+    return await _cached(request, sym, key, answer)
 
 
 @bp.get("/stats/<symbol>", unquote=True)
